@@ -1,0 +1,88 @@
+"""Hyper-parameters as dataclasses; `asdict` of each is stored in every checkpoint.
+
+`predict` rebuilds the model and its input preprocessing from the checkpoint
+alone, so nothing the network depends on may live outside these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# Negative kinds the synthesizer makes; "positive" is a true crop.
+PAIR_KINDS = ("positive", "other", "flip", "border", "resized")
+
+
+@dataclass
+class SynthConfig:
+    """How labelled pairs are drawn from a folder of photos."""
+
+    crop_min: float = 0.10  # crop side as a fraction of the original's side, drawn
+    crop_max: float = 0.90  # independently for width and height
+    # Share of each pair kind. Every negative uses the positives' crop-size
+    # draw, so size and aspect ratio say nothing about the label.
+    kind_weights: dict = field(default_factory=lambda: {
+        "positive": 0.5,
+        "other": 0.125,    # same-size crop of a different photo
+        "flip": 0.125,     # crop of the horizontally flipped original
+        "border": 0.125,   # region overlapping the original but running past its border
+        "resized": 0.125,  # crop of the original, resized
+    })
+    border_overrun: tuple = (0.1, 0.5)  # part of the crop's side that lies outside the original
+    resize_down: tuple = (0.80, 0.95)  # scale ranges of "resized" negatives
+    resize_up: tuple = (1.05, 1.25)
+    jpeg_quality: tuple = (25, 95)  # each image re-encoded independently, quality drawn uniformly
+    png_probability: float = 0.1  # otherwise kept lossless (as if saved as PNG)
+    swap_probability: float = 0.5  # chance the crop comes first
+    photo_max_side: int | None = 512  # photos are shrunk to this before synthesis (None: full size)
+    val_percent: int = 10  # share of photos held out for validation, chosen by file name hash
+
+    def __post_init__(self):
+        unknown = set(self.kind_weights) - set(PAIR_KINDS)
+        if unknown:
+            raise ValueError(f"unknown pair kinds {sorted(unknown)}; known: {PAIR_KINDS}")
+        if not 0 < self.crop_min <= self.crop_max < 1:
+            raise ValueError("need 0 < crop_min <= crop_max < 1")
+
+
+@dataclass
+class ModelConfig:
+    """The network and the input it expects."""
+
+    arch: str = "resnet18"  # any torchvision resnet: resnet18, resnet34, resnet50, ...
+    input_size: int = 128  # N: both images share one N x N canvas pair, px
+    # "common": one scale for both images, padded; "stretch": each squeezed to N x N (the write-up's mode)
+    fit: str = "common"
+    head_channels: int = 32  # 1x1 conv width before each head's spatial pooling
+    head_grid: int = 4  # each head keeps a grid x grid map, so "where" survives pooling
+    head_hidden: int = 128
+
+    def __post_init__(self):
+        if self.fit not in ("common", "stretch"):
+            raise ValueError(f"fit must be 'common' or 'stretch', not {self.fit!r}")
+        if not self.arch.startswith("resnet"):
+            raise ValueError(f"arch must be a torchvision resnet, not {self.arch!r}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    pairs_per_epoch: int = 4096
+    val_pairs: int = 512
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    freeze_epochs: int = 0  # the write-up's schedule: train only the heads for this many epochs first
+    top_left_weight: float = 5.0  # the corner's L1 loss is small in [0, 1] units; weigh it up
+    seed: int = 0
+    workers: int = 1  # DataLoader processes synthesizing pairs
+
+
+def config_from_dict(cls, values: dict):
+    """Rebuild a config, ignoring keys a newer or older version does not know."""
+    known = {f.name for f in fields(cls)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
+    return cls(**kwargs)
+
+
+__all__ = ["PAIR_KINDS", "SynthConfig", "ModelConfig", "TrainConfig", "config_from_dict", "asdict"]

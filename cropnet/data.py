@@ -1,0 +1,319 @@
+"""Pair synthesis: labelled crop / non-crop pairs drawn from a folder of photos.
+
+`synthesize_pair(photo, other, rng, config)` is a pure function: the same photo,
+generator state and config give the same pair. Everything else here feeds it
+(photo loading and the train/validation split) or turns its output into the
+network's input (`fit_pair`, `PairTransform`).
+
+Negatives share the positives' crop-size draw so that neither size nor aspect
+ratio gives the label away (the write-up's net learned "odd shape = crop").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import PAIR_KINDS, SynthConfig
+from .errors import ImageError
+from .images import MIN_SIDE, load_image, shrink
+
+# ImageNet statistics: keeps inputs near zero mean / unit variance and lets a
+# local torchvision state dict be loaded with `--pretrained`.
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+JPEG_SUBSAMPLING = (0, 1, 2)  # Pillow's 4:4:4, 4:2:2, 4:2:0
+
+
+@dataclass
+class Pair:
+    """Two images and the truth about them."""
+
+    a: np.ndarray  # (H, W, 3) uint8, as decoded after re-encoding
+    b: np.ndarray
+    kind: str  # one of PAIR_KINDS; only "positive" is a crop
+    swapped: bool  # the first image plays the crop's part
+    top_left: tuple[int, int] | None  # (x, y) of the crop in the original, positives only
+    quality: tuple[int | None, int | None]  # JPEG quality of a and b, None when lossless
+
+    @property
+    def paired(self) -> bool:
+        return self.kind == "positive"
+
+    @property
+    def original(self) -> np.ndarray:
+        return self.b if self.swapped else self.a
+
+    @property
+    def crop(self) -> np.ndarray:
+        return self.a if self.swapped else self.b
+
+
+def synthesize_pair(photo: np.ndarray, other: np.ndarray, rng: np.random.Generator,
+                    config: SynthConfig) -> Pair:
+    """Draw one labelled pair from `photo` (and `other`, a different photo, for that negative kind)."""
+    kinds = list(config.kind_weights)
+    weights = np.array([config.kind_weights[k] for k in kinds], dtype=np.float64)
+    kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+    original, crop, top_left = CROPPERS[kind](photo, other, rng, config)
+    original, quality_original = reencode(original, rng, config)
+    crop, quality_crop = reencode(crop, rng, config)
+    if rng.random() < config.swap_probability:
+        return Pair(crop, original, kind, True, top_left, (quality_crop, quality_original))
+    return Pair(original, crop, kind, False, top_left, (quality_original, quality_crop))
+
+
+def draw_crop_size(width: int, height: int, rng: np.random.Generator, config: SynthConfig) -> tuple[int, int]:
+    """Crop width and height, each an independent fraction of the original's side."""
+    fw, fh = rng.uniform(config.crop_min, config.crop_max, size=2)
+    return max(MIN_SIDE, round(fw * width)), max(MIN_SIDE, round(fh * height))
+
+
+def random_window(image: np.ndarray, width: int, height: int, rng: np.random.Generator):
+    """A random (x, y) and the width x height window of `image` there."""
+    x = int(rng.integers(0, image.shape[1] - width + 1))
+    y = int(rng.integers(0, image.shape[0] - height + 1))
+    return (x, y), image[y:y + height, x:x + width]
+
+
+def crop_positive(photo, other, rng, config):
+    width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
+    top_left, crop = random_window(photo, width, height, rng)
+    return photo, crop, top_left
+
+
+def crop_other(photo, other, rng, config):
+    width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
+    # The other photo may be smaller than the crop we need: enlarge it to cover.
+    scale = max(width / other.shape[1], height / other.shape[0], 1.0)
+    if scale > 1.0:
+        size = (int(np.ceil(other.shape[1] * scale)), int(np.ceil(other.shape[0] * scale)))
+        other = np.asarray(Image.fromarray(other).resize(size, Image.Resampling.BILINEAR))
+    _, crop = random_window(other, width, height, rng)
+    return photo, crop, None
+
+
+def crop_flip(photo, other, rng, config):
+    width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
+    _, crop = random_window(photo[:, ::-1], width, height, rng)
+    return photo, np.ascontiguousarray(crop), None
+
+
+def crop_border(photo, other, rng, config):
+    """The original is the middle of the photo; the crop overlaps it and runs past its border.
+
+    Cutting both from one photo means the part outside the original continues the
+    scene naturally, which is what a real "almost a crop" looks like.
+    """
+    full_h, full_w = photo.shape[:2]
+    orig_w, orig_h = round(full_w * 0.75), round(full_h * 0.75)
+    orig_x = int(rng.integers(0, full_w - orig_w + 1))
+    orig_y = int(rng.integers(0, full_h - orig_h + 1))
+    width, height = draw_crop_size(orig_w, orig_h, rng, config)
+    axes = [("x",), ("y",), ("x", "y")][rng.choice(3, p=[0.4, 0.4, 0.2])]
+    x = orig_x + int(rng.integers(0, orig_w - width + 1))
+    y = orig_y + int(rng.integers(0, orig_h - height + 1))
+    if "x" in axes:
+        x = overrun_start(orig_x, orig_w, width, full_w, rng, config)
+    if "y" in axes:
+        y = overrun_start(orig_y, orig_h, height, full_h, rng, config)
+    original = photo[orig_y:orig_y + orig_h, orig_x:orig_x + orig_w]
+    return original, photo[y:y + height, x:x + width], None
+
+
+def overrun_start(orig_start: int, orig_len: int, crop_len: int, full_len: int,
+                  rng: np.random.Generator, config: SynthConfig) -> int:
+    """Start of a crop along one axis that runs past the original's edge into the photo's margin."""
+    low = max(1, int(np.ceil(config.border_overrun[0] * crop_len)))
+    high = max(low, int(config.border_overrun[1] * crop_len))
+    room = {"before": orig_start, "after": full_len - (orig_start + orig_len)}
+    sides = [side for side, space in room.items() if space >= 1]
+    side = sides[rng.integers(len(sides))]
+    overrun = min(int(rng.integers(low, high + 1)), room[side])
+    if side == "before":
+        return orig_start - overrun
+    return orig_start + orig_len - crop_len + overrun
+
+
+def crop_resized(photo, other, rng, config):
+    """A crop of the original whose pixels were resampled: shrunk or enlarged slightly."""
+    width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
+    scale = rng.uniform(*(config.resize_down if rng.random() < 0.5 else config.resize_up))
+    box_w, box_h = round(width / scale), round(height / scale)
+    if box_w > photo.shape[1] or box_h > photo.shape[0]:
+        # Shrinking would need a window larger than the photo: enlarge instead.
+        scale = rng.uniform(*config.resize_up)
+        box_w, box_h = round(width / scale), round(height / scale)
+    _, window = random_window(photo, box_w, box_h, rng)
+    resample = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS][rng.integers(3)]
+    crop = np.asarray(Image.fromarray(window).resize((width, height), resample))
+    return photo, crop, None
+
+
+CROPPERS = {
+    "positive": crop_positive,
+    "other": crop_other,
+    "flip": crop_flip,
+    "border": crop_border,
+    "resized": crop_resized,
+}
+assert set(CROPPERS) == set(PAIR_KINDS)
+
+
+def reencode(image: np.ndarray, rng: np.random.Generator, config: SynthConfig) -> tuple[np.ndarray, int | None]:
+    """Save and reload as JPEG at a random quality and chroma subsampling, or keep lossless."""
+    if rng.random() < config.png_probability:
+        # A PNG round trip gives back the same pixels, so skip the (slow) encode.
+        return np.ascontiguousarray(image), None
+    quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+    subsampling = JPEG_SUBSAMPLING[rng.integers(len(JPEG_SUBSAMPLING))]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=quality, subsampling=subsampling)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB")), quality
+
+
+# ---------------------------------------------------------------- photos and split
+
+def is_validation(name: str, val_percent: int) -> bool:
+    """Stable train/validation assignment from the file's name: a photo is never in both."""
+    digest = hashlib.sha1(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < val_percent
+
+
+def split_names(names: list[str], val_percent: int) -> tuple[list[str], list[str]]:
+    train = [n for n in names if not is_validation(n, val_percent)]
+    val = [n for n in names if is_validation(n, val_percent)]
+    return train, val
+
+
+@dataclass
+class PhotoSet:
+    """Decoded photos of a folder, shrunk to a maximum side, and the files that were skipped."""
+
+    names: list[str]  # paths relative to the folder
+    photos: list[np.ndarray]
+    skipped: list[str]  # "name: reason" for every unreadable file
+
+
+def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side: int = 2 * MIN_SIDE) -> PhotoSet:
+    """Decode `paths`, skipping (and recording) the ones that cannot be used."""
+    names, photos, skipped = [], [], []
+    for path in paths:
+        try:
+            photo = shrink(load_image(path), max_side)
+        except ImageError as error:
+            skipped.append(str(error))
+            continue
+        if min(photo.shape[:2]) < min_side:
+            skipped.append(f"{path}: smaller than {min_side} px, too small to crop from")
+            continue
+        names.append(path.relative_to(folder).as_posix())
+        photos.append(photo)
+    return PhotoSet(names, photos, skipped)
+
+
+def augment_photo(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and quarter turns of a training photo: a crop of the result is still a crop of it."""
+    photo = np.rot90(photo, k=int(rng.integers(4)))
+    if rng.random() < 0.5:
+        photo = photo[:, ::-1]
+    return np.ascontiguousarray(photo)
+
+
+class PairDataset:
+    """`length` synthesized pairs; item i is a pure function of (seed, epoch, i).
+
+    A plain map-style dataset (no torch import needed): torch's DataLoader only
+    asks for `__len__` and `__getitem__`.
+    """
+
+    def __init__(self, photos: list[np.ndarray], length: int, seed: int, config: SynthConfig,
+                 transform, augment: bool = False):
+        if not photos:
+            raise ValueError("no photos to synthesize pairs from")
+        self.photos, self.length, self.seed = photos, length, seed
+        self.config, self.transform, self.augment = config, transform, augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training draws new pairs every epoch; validation keeps epoch 0 for comparable numbers."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def pair(self, index: int) -> Pair:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        first = int(rng.integers(len(self.photos)))
+        second = first
+        if len(self.photos) > 1:
+            second = (first + 1 + int(rng.integers(len(self.photos) - 1))) % len(self.photos)
+        photo, other = self.photos[first], self.photos[second]
+        if self.augment:
+            photo, other = augment_photo(photo, rng), augment_photo(other, rng)
+        if second == first:
+            other = np.ascontiguousarray(np.rot90(other))  # a lone photo: its quarter turn stands in for another
+        return synthesize_pair(photo, other, rng, self.config)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.transform(self.pair(index))
+
+
+# ---------------------------------------------------------------- network input
+
+def fit_pair(a: np.ndarray, b: np.ndarray, input_size: int, fit: str = "common") -> np.ndarray:
+    """Both images as one (6, N, N) float32 array, normalized.
+
+    "common": one scale factor for both images, the one that fits the larger side
+    of either into N; each is placed at the top-left of its canvas and the rest is
+    zero (the mean colour after normalization). The crop then appears at the same
+    size as its region of the original, which is what the net has to find.
+    "stretch": each image squeezed to N x N on its own (the write-up's input; kept
+    so evaluate can show what it costs).
+    """
+    canvas = np.zeros((6, input_size, input_size), dtype=np.float32)
+    if fit == "common":
+        scale = input_size / max(a.shape[0], a.shape[1], b.shape[0], b.shape[1])
+    for channel, image in ((0, a), (3, b)):
+        height, width = image.shape[:2]
+        if fit == "common":
+            size = (max(1, min(input_size, round(width * scale))), max(1, min(input_size, round(height * scale))))
+        else:
+            size = (input_size, input_size)
+        resized = np.asarray(
+            Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.float32
+        )
+        normalized = (resized / 255.0 - MEAN) / STD  # (h, w, 3)
+        canvas[channel:channel + 3, :size[1], :size[0]] = normalized.transpose(2, 0, 1)
+    return canvas
+
+
+class PairTransform:
+    """A Pair to the network's input and targets (the same for training and evaluation:
+    training variety comes from `augment_photo`, which acts before synthesis)."""
+
+    def __init__(self, *, input_size: int, fit: str = "common"):
+        self.input_size, self.fit = input_size, fit
+
+    def __call__(self, pair: Pair) -> dict:
+        original = pair.original
+        top_left = (0.0, 0.0)
+        if pair.top_left is not None:
+            top_left = (pair.top_left[0] / original.shape[1], pair.top_left[1] / original.shape[0])
+        return {
+            "image": fit_pair(pair.a, pair.b, self.input_size, self.fit),
+            "paired": np.int64(pair.paired),
+            "swapped": np.int64(pair.swapped),
+            "top_left": np.array(top_left, dtype=np.float32),
+            "kind": np.int64(PAIR_KINDS.index(pair.kind)),
+            "original_size": np.array([original.shape[1], original.shape[0]], dtype=np.int64),
+            "size_a": np.array([pair.a.shape[1], pair.a.shape[0]], dtype=np.int64),
+            "size_b": np.array([pair.b.shape[1], pair.b.shape[0]], dtype=np.int64),
+        }

@@ -1,0 +1,97 @@
+"""The one image loader: every command reads pictures through `load_image`.
+
+Rules, so that both images of a pair are treated the same way:
+- EXIF orientation is applied, so coordinates refer to the image as viewers show it.
+- Everything becomes 8-bit RGB. Transparent pixels are composited on white,
+  16- and 32-bit greys are scaled to 8 bits, palette and 1-bit images are expanded,
+  and animations contribute their first frame.
+- The pixel count is checked from the header, before any pixel is decoded.
+- Truncated or corrupt files are errors, never silently half-grey images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+DEFAULT_MAX_PIXELS = 100_000_000  # a 12-megapixel phone photo is far below; a memory bomb is not
+MIN_SIDE = 8  # px; below this there is nothing to compare
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited on this
+
+# A half-written JPEG must be an error, not a picture padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: file is empty")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
+                )
+            image.load()
+            rgb = to_rgb(ImageOps.exif_transpose(image))
+    except ImageError:
+        raise
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(f"{path}: damaged or truncated image ({error})") from None
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ImageError(
+            f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small (each side must be at least {MIN_SIDE} px)"
+        )
+    return rgb
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an (H, W, 3) uint8 array by the module's rules."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0  # 16-bit range to 8-bit range
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        image = Image.alpha_composite(canvas, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """All files under `folder` (recursively) whose suffix names an image format, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Scale `image` down so its longer side is at most `max_side` (no-op when None or already small)."""
+    height, width = image.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))

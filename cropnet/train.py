@@ -1,0 +1,169 @@
+"""Training: synthesized pairs in, best and last checkpoints and a per-epoch log out."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import ModelConfig, SynthConfig, TrainConfig
+from .data import PairDataset, PairTransform, PhotoSet, load_photos, split_names
+from .errors import TrainingError
+from .evaluate import predict_loader, summarize
+from .images import find_images
+from .model import CropNet
+
+
+def compute_loss(output, batch: dict, top_left_weight: float) -> tuple[torch.Tensor, dict]:
+    """Paired cross-entropy on every pair; swapped and top-left only where a crop exists."""
+    paired = batch["paired"]
+    positive = paired.bool()
+    loss_paired = F.cross_entropy(output.paired_logits, paired)
+    if positive.any():
+        loss_swapped = F.cross_entropy(output.swapped_logits[positive], batch["swapped"][positive])
+        loss_top_left = F.l1_loss(output.top_left[positive], batch["top_left"][positive])
+    else:  # a batch without crops: keep the graph, contribute nothing
+        loss_swapped = loss_top_left = output.top_left.sum() * 0.0
+    loss = loss_paired + loss_swapped + top_left_weight * loss_top_left
+    parts = {"paired": loss_paired.item(), "swapped": loss_swapped.item(), "top_left": loss_top_left.item()}
+    return loss, parts
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight: float, header: str) -> dict:
+    model.train()
+    totals = {"loss": 0.0, "paired": 0.0, "swapped": 0.0, "top_left": 0.0}
+    steps = 0
+    progress = tqdm(loader, desc=header, leave=False, dynamic_ncols=True)
+    for batch in progress:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        output = model(batch["image"])
+        loss, parts = compute_loss(output, batch, top_left_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        steps += 1
+        totals["loss"] += loss.item()
+        for key, value in parts.items():
+            totals[key] += value
+        progress.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
+    return {key: value / max(1, steps) for key, value in totals.items()}
+
+
+def make_scheduler(optimizer, train_config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to zero over all epochs."""
+    total = max(1, train_config.epochs * steps_per_epoch)
+    warmup = min(train_config.warmup_steps, total // 2)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def prepare_photos(images_dir: Path, synth_config: SynthConfig) -> tuple[PhotoSet, PhotoSet]:
+    """Find, decode and split a training folder into train and validation photos."""
+    paths = find_images(images_dir)
+    if not paths:
+        raise TrainingError(f"{images_dir}: no image files (jpg, png, webp, bmp, tiff) found")
+    photos = load_photos(images_dir, paths, synth_config.photo_max_side)
+    if not photos.photos:
+        raise TrainingError(f"{images_dir}: none of the {len(paths)} image files could be used")
+    train_names, val_names = split_names(photos.names, synth_config.val_percent)
+    if not val_names or not train_names:
+        # Tiny folders: the hash split can leave one side empty; hold out the last photo.
+        train_names, val_names = photos.names[:-1] or photos.names, photos.names[-1:]
+    by_name = dict(zip(photos.names, photos.photos, strict=True))
+    train = PhotoSet(train_names, [by_name[n] for n in train_names], photos.skipped)
+    val = PhotoSet(val_names, [by_name[n] for n in val_names], [])
+    return train, val
+
+
+def freeze_trunk(model: CropNet, frozen: bool) -> None:
+    for parameter in model.trunk_parameters():
+        parameter.requires_grad = not frozen
+
+
+def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
+          train_config: TrainConfig, device: torch.device, resume: Path | None = None,
+          pretrained: Path | None = None, echo=print) -> dict:
+    """Train and write `out_dir/{best.pt,last.pt,log.jsonl}`; returns the best validation metrics.
+
+    With `resume`, the configs stored in that checkpoint are used (only the
+    number of epochs may grow) and training continues after its last epoch.
+    """
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume, map_location="cpu")
+        if "optimizer" not in state:
+            raise TrainingError(f"{resume}: holds no optimizer state; resume from a last.pt")
+        model_config, synth_config, stored = configs_from_checkpoint(state)
+        stored.epochs = max(stored.epochs, train_config.epochs)
+        train_config = stored
+
+    train_photos, val_photos = prepare_photos(images_dir, synth_config)
+    echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation"
+         + (f", {len(train_photos.skipped)} skipped" if train_photos.skipped else ""))
+    for reason in train_photos.skipped[:5]:
+        echo(f"  skipped {reason}")
+
+    transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit)
+    train_set = PairDataset(train_photos.photos, train_config.pairs_per_epoch, train_config.seed,
+                            synth_config, transform, augment=True)
+    # Validation pairs come from other photos and a different seed, fixed across epochs.
+    val_set = PairDataset(val_photos.photos, train_config.val_pairs, train_config.seed + 1, synth_config, transform)
+    loader_args = {"batch_size": train_config.batch_size, "num_workers": train_config.workers}
+    train_loader = torch.utils.data.DataLoader(train_set, shuffle=False, drop_last=True, **loader_args)
+    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
+
+    model = CropNet(model_config) if state is None else model_from_checkpoint(state, resume)
+    if pretrained is not None and state is None:
+        model.load_pretrained_trunk(torch.load(pretrained, map_location="cpu", weights_only=True))
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    scheduler = make_scheduler(optimizer, train_config, len(train_loader))
+    start_epoch, best = 0, None
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"] + 1
+        best = state["metrics"].get("best_paired_accuracy")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "log.jsonl"
+    best_metrics = None
+    for epoch in range(start_epoch, train_config.epochs):
+        started = time.time()
+        freeze_trunk(model, epoch < train_config.freeze_epochs)
+        train_set.set_epoch(epoch)
+        losses = train_one_epoch(model, train_loader, optimizer, scheduler, device,
+                                 train_config.top_left_weight, header=f"epoch {epoch + 1}/{train_config.epochs}")
+        metrics = summarize(predict_loader(model, val_loader, device))
+        improved = best is None or metrics["paired_accuracy"] > best
+        if improved:
+            best, best_metrics = metrics["paired_accuracy"], metrics
+        record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train": losses, "val": metrics,
+                  "seconds": round(time.time() - started, 1)}
+        with open(log_path, "a") as log:
+            log.write(json.dumps(record) + "\n")
+        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch}
+        if improved:
+            save_checkpoint(out_dir / "best.pt", model, metrics={**metrics, "best_paired_accuracy": best},
+                            half=True, **common)
+        save_checkpoint(out_dir / "last.pt", model, metrics={**metrics, "best_paired_accuracy": best},
+                        optimizer=optimizer, scheduler=scheduler, **common)
+        echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, "
+             f"val paired accuracy {metrics['paired_accuracy']:.3f}, "
+             f"swapped {metrics.get('swapped_accuracy', float('nan')):.3f}"
+             + (" (best)" if improved else ""))
+    return best_metrics or {}
+
+

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""cropnet's command line: `train`, `evaluate` and `predict`.
+
+A thin layer: each command parses its options, builds configs, calls one
+library function and prints a summary. torch is imported inside the commands
+that need it, so `--help` and input errors answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cropnet import __version__
+from cropnet.config import ModelConfig, SynthConfig, TrainConfig
+from cropnet.errors import CropnetError
+
+EXIT_PAIRED, EXIT_NOT_PAIRED, EXIT_ERROR = 0, 1, 2  # like cmp and grep
+class CommandError(click.ClickException):
+    """A failure the user can act on: one line on stderr, exit code 2 (1 means "not a crop")."""
+
+    exit_code = EXIT_ERROR
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA was asked for but torch sees no GPU", param_hint="--device")
+    return torch.device(name)
+
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             show_default=True, help="Where the network runs; auto picks CUDA when present.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cropnet")
+def cli():
+    """Tell whether one image is a cropped version of the other, which one, and where."""
+
+
+@cli.command()
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of photos (searched recursively) to synthesize training pairs from.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
+              show_default=True, help="Where best.pt, last.pt and log.jsonl are written.")
+@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True, help="Epochs to train.")
+@click.option("--pairs-per-epoch", type=int, default=TrainConfig.pairs_per_epoch, show_default=True,
+              help="Pairs synthesized for each epoch (new pairs every epoch).")
+@click.option("--val-pairs", type=int, default=TrainConfig.val_pairs, show_default=True,
+              help="Validation pairs, from photos held out of training.")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True, help="Pairs per step.")
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--freeze-epochs", type=int, default=TrainConfig.freeze_epochs, show_default=True,
+              help="Train only the heads, trunk frozen, for this many first epochs (the write-up's schedule).")
+@click.option("--arch", default=ModelConfig.arch, show_default=True, help="torchvision ResNet depth.")
+@click.option("--input-size", type=int, default=ModelConfig.input_size, show_default=True,
+              help="Side N of the network's N x N input.")
+@click.option("--fit", type=click.Choice(["common", "stretch"]), default=ModelConfig.fit, show_default=True,
+              help="common: one scale for both images; stretch: each squeezed to N x N (the write-up's).")
+@click.option("--photo-max-side", type=int, default=SynthConfig.photo_max_side, show_default=True,
+              help="Photos are shrunk to this longest side before synthesis (speed on CPU).")
+@click.option("--workers", type=int, default=TrainConfig.workers, show_default=True,
+              help="DataLoader processes synthesizing pairs.")
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True, help="Seed for pair synthesis.")
+@click.option("--pretrained", type=click.Path(dir_okay=False, path_type=Path),
+              help="Local torchvision ResNet state dict for the trunk (nothing is downloaded).")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
+              help="Continue from a last.pt (its stored configs are used; --epochs may extend).")
+@device_option
+def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, arch,
+          input_size, fit, photo_max_side, workers, seed, pretrained, resume, device):
+    """Train a model on pairs synthesized from a folder of photos."""
+    from cropnet.train import train as run_training
+
+    model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit)
+    synth_config = SynthConfig(photo_max_side=photo_max_side)
+    train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
+                               batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, seed=seed, workers=workers)
+    try:
+        best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
+                            train_config=train_config, device=resolve_device(device), resume=resume,
+                            pretrained=pretrained, echo=click.echo)
+    except (CropnetError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    click.echo(f"best validation paired accuracy {best.get('paired_accuracy', float('nan')):.3f}; "
+               f"checkpoints in {out_dir}")
+
+
+@cli.command()
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of photos the model was NOT trained on; pairs are synthesized from all of them.")
+@click.option("--pairs", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="How many pairs to synthesize.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed for pair synthesis.")
+@click.option("--photo-max-side", type=int, default=None,
+              help="Shrink photos to this longest side first (default: full resolution, as users' files are).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model to evaluate [default: the shipped checkpoints/cropnet.pt].")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Pairs per forward pass.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes synthesizing pairs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@device_option
+def evaluate(images_dir, pairs, seed, photo_max_side, checkpoint, batch_size, workers, as_json, device):
+    """Measure a model on pairs synthesized from a folder of photos.
+
+    The pair mix (kinds, crop sizes, JPEG qualities) is the one stored in the
+    checkpoint; the photos are used whole, none is held out.
+    """
+    import json
+    from dataclasses import replace
+
+    from cropnet.checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint
+    from cropnet.evaluate import evaluate_folder, format_metrics
+    from cropnet.predict import default_checkpoint
+
+    checkpoint = checkpoint or default_checkpoint()
+    torch_device = resolve_device(device)
+    try:
+        state = load_checkpoint(checkpoint, map_location=torch_device)
+        model = model_from_checkpoint(state, checkpoint).to(torch_device)
+        _, synth_config, _ = configs_from_checkpoint(state)
+        synth_config = replace(synth_config, photo_max_side=photo_max_side)
+        metrics = evaluate_folder(model, images_dir, pairs=pairs, seed=seed, synth_config=synth_config,
+                                  device=torch_device, batch_size=batch_size, workers=workers,
+                                  echo=lambda line: click.echo(line, err=True))
+    except CropnetError as error:
+        raise CommandError(str(error)) from error
+    click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
+
+
+@cli.command()
+@click.argument("image_a", required=False, type=click.Path(path_type=Path))
+@click.argument("image_b", required=False, type=click.Path(path_type=Path))
+@click.option("--pairs", "pairs_file", type=click.File("r"), default=None,
+              help="CSV with header 'a,b', one pair per row ('-' reads standard input); answers one line per row.")
+@click.option("--json", "as_json", is_flag=True, help="Answer as JSON (one object per pair).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model to use [default: the shipped checkpoints/cropnet.pt].")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Paired when the network's paired probability is at least this.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels than this [default: 100,000,000].")
+@device_option
+def predict(image_a, image_b, pairs_file, as_json, checkpoint, threshold, max_pixels, device):
+    """Is IMAGE_B a crop of IMAGE_A, or IMAGE_A a crop of IMAGE_B?
+
+    Exit code 0: one is a crop of the other; 1: neither is; 2: an error
+    (with --pairs: 0 unless a row failed, then 2).
+    """
+    import json
+
+    from cropnet.images import DEFAULT_MAX_PIXELS, load_image
+    from cropnet.predict import Predictor, default_checkpoint, read_pairs
+
+    if pairs_file is None and (image_a is None or image_b is None):
+        raise click.UsageError("give two images, or --pairs FILE")
+    if pairs_file is not None and image_a is not None:
+        raise click.UsageError("give either two images or --pairs FILE, not both")
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    rows = None
+    if pairs_file is not None:
+        try:
+            rows = read_pairs(pairs_file)  # a wrong header fails here, before the model loads
+        except CropnetError as error:
+            raise CommandError(f"{pairs_file.name}: {error}") from error
+    else:
+        try:  # a bad image fails here, before torch and the model are loaded
+            images = load_image(image_a, max_pixels), load_image(image_b, max_pixels)
+        except CropnetError as error:
+            raise CommandError(str(error)) from error
+    try:
+        predictor = Predictor(checkpoint or default_checkpoint(), resolve_device(device), threshold)
+    except CropnetError as error:
+        raise CommandError(str(error)) from error
+
+    def show(answer: dict, text: str) -> None:
+        click.echo(json.dumps(answer) if as_json else text)
+
+    if rows is None:
+        prediction = predictor.predict_arrays(*images, names=(str(image_a), str(image_b)))
+        show(prediction.to_json(), prediction.to_text())
+        sys.exit(EXIT_PAIRED if prediction.paired else EXIT_NOT_PAIRED)
+
+    failed = 0
+    for row in rows:
+        if "error" not in row:
+            try:
+                prediction = predictor.predict_files(row["a"], row["b"], max_pixels)
+                show(prediction.to_json(), prediction.to_text())
+                continue
+            except CropnetError as error:
+                row["error"] = str(error)
+        failed += 1
+        show(row, f"error: {row['error']}")
+    sys.exit(EXIT_ERROR if failed else EXIT_PAIRED)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

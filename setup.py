@@ -1,0 +1,29 @@
+from pathlib import Path
+
+from setuptools import setup
+
+version = {}
+exec((Path(__file__).parent / "cropnet" / "__init__.py").read_text(), version)
+
+setup(
+    name="cropnet",
+    version=version["__version__"],
+    description="Tell whether one image is a cropped version of another, which one, and where.",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["cropnet"],
+    py_modules=["detect"],
+    # For non-editable installs: predict looks for sys.prefix/checkpoints/cropnet.pt.
+    data_files=[("checkpoints", ["checkpoints/cropnet.pt"])],
+    install_requires=[
+        "torch>=2.1,<3",
+        "torchvision>=0.16,<1",
+        "pillow>=10",
+        "numpy>=1.24",
+        "click>=8.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["detect=detect:cli"]},
+)

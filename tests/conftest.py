@@ -1,0 +1,63 @@
+"""Shared fixtures: small synthetic photos, a tiny model config, a trained tiny checkpoint, a CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # detect.py lives at the top level, beside the package
+
+
+def textured_photo(seed: int, width: int = 120, height: int = 90) -> np.ndarray:
+    """A photo-like RGB image: smooth random shapes plus fine grain, different for every seed."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = rng.integers(-40, 41, size=(height, width, 3))
+    return np.clip(smooth + grain, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    """Three photos in a nested folder, in three formats, plus a file that is not an image."""
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    Image.fromarray(textured_photo(1)).save(folder / "one.png")
+    Image.fromarray(textured_photo(2, 100, 110)).save(folder / "two.jpg", quality=95)
+    Image.fromarray(textured_photo(3, 130, 80)).save(folder / "nested" / "three.webp", lossless=True)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config():
+    from cropnet.config import ModelConfig
+
+    return ModelConfig(input_size=64, head_channels=8, head_hidden=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny model trained for one short epoch through the CLI: fast, and exercises `train`."""
+    from detect import cli
+
+    folder = tmp_path_factory.mktemp("train_photos")
+    for seed in range(4):
+        Image.fromarray(textured_photo(seed)).save(folder / f"photo{seed}.png")
+    out = tmp_path_factory.mktemp("run")
+    result = CliRunner().invoke(cli, ["train", "--images", str(folder), "--out", str(out), "--epochs", "1",
+                                      "--pairs-per-epoch", "16", "--val-pairs", "8", "--batch-size", "8",
+                                      "--input-size", "64", "--workers", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return out / "best.pt"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()

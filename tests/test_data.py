@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+from conftest import textured_photo
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cropnet.config import PAIR_KINDS, SynthConfig
+from cropnet.data import PairDataset, PairTransform, fit_pair, split_names, synthesize_pair
+
+
+def only(kind: str, **overrides) -> SynthConfig:
+    """A config that makes one kind of pair."""
+    return SynthConfig(kind_weights={kind: 1.0}, **overrides)
+
+
+def crop_positions(original: np.ndarray, crop: np.ndarray) -> list[tuple[int, int]]:
+    """Every (x, y) where `crop` equals a window of `original` exactly (brute force)."""
+    if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
+        return []
+    windows = sliding_window_view(original, crop.shape)[:, :, 0]  # (Y, X, h, w, 3)
+    match = np.all(windows == crop, axis=(2, 3, 4))
+    return [(int(x), int(y)) for y, x in zip(*np.nonzero(match), strict=True)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_positive_is_the_originals_pixels_at_top_left(seed):
+    photo, other = textured_photo(seed), textured_photo(seed + 100)
+    pair = synthesize_pair(photo, other, np.random.default_rng(seed), only("positive", png_probability=1.0))
+    assert pair.paired and pair.kind == "positive"
+    x, y = pair.top_left
+    h, w = pair.crop.shape[:2]
+    assert np.array_equal(pair.original, photo)
+    assert np.array_equal(pair.original[y:y + h, x:x + w], pair.crop)
+    assert (x, y) in crop_positions(pair.original, pair.crop)
+
+
+@pytest.mark.parametrize("kind", [k for k in PAIR_KINDS if k != "positive"])
+@pytest.mark.parametrize("seed", range(4))
+def test_negative_is_not_a_crop_anywhere(kind, seed):
+    photo, other = textured_photo(seed), textured_photo(seed + 100)
+    pair = synthesize_pair(photo, other, np.random.default_rng(seed), only(kind, png_probability=1.0))
+    assert not pair.paired and pair.kind == kind and pair.top_left is None
+    assert crop_positions(pair.original, pair.crop) == []
+    assert crop_positions(pair.crop, pair.original) == []
+
+
+def test_border_negative_overlaps_the_original():
+    """A border pair shares most of its pixels with the original: it is a near miss, not a stranger."""
+    photo = textured_photo(5, 200, 160)
+    pair = synthesize_pair(photo, textured_photo(6), np.random.default_rng(3), only("border", png_probability=1.0))
+    h, w = pair.crop.shape[:2]
+    found = crop_positions(photo, pair.crop)
+    assert len(found) == 1
+    ox, oy = crop_positions(photo, pair.original)[0]
+    x, y = found[0]
+    inside_x = min(x + w, ox + pair.original.shape[1]) - max(x, ox)
+    inside_y = min(y + h, oy + pair.original.shape[0]) - max(y, oy)
+    assert 0 < inside_x * inside_y < w * h
+
+
+def test_every_kind_has_the_same_crop_size_statistics():
+    """Shape must not give the label away: relative crop sizes match across kinds."""
+    photo, other = textured_photo(0, 400, 300), textured_photo(1, 400, 300)
+    for kind in PAIR_KINDS:
+        rng = np.random.default_rng(0)
+        fractions = []
+        for _ in range(200):
+            pair = synthesize_pair(photo, other, rng, only(kind, png_probability=1.0))
+            fractions.append(np.array(pair.crop.shape[:2]) / np.array(pair.original.shape[:2]))
+        fractions = np.array(fractions)
+        assert np.all(fractions >= 0.09) and np.all(fractions <= 0.91), kind
+        assert np.allclose(fractions.mean(axis=0), 0.5, atol=0.05), kind
+
+
+def test_reencoding_and_swapping():
+    rng = np.random.default_rng(0)
+    config = SynthConfig(png_probability=0.0)
+    qualities, swaps = [], []
+    for _ in range(100):
+        pair = synthesize_pair(textured_photo(0), textured_photo(1), rng, config)
+        qualities += list(pair.quality)
+        swaps.append(pair.swapped)
+        assert pair.crop.shape[0] <= pair.original.shape[0] and pair.crop.shape[1] <= pair.original.shape[1]
+        assert (pair.a is pair.crop) == pair.swapped
+    assert all(25 <= q <= 95 for q in qualities)
+    assert 30 < sum(swaps) < 70
+
+
+def test_pairs_are_deterministic_per_seed_and_index():
+    photos = [textured_photo(i) for i in range(3)]
+    transform = PairTransform(input_size=32)
+    first = PairDataset(photos, 10, seed=7, config=SynthConfig(), transform=transform)
+    second = PairDataset(photos, 10, seed=7, config=SynthConfig(), transform=transform)
+    other_seed = PairDataset(photos, 10, seed=8, config=SynthConfig(), transform=transform)
+    for index in range(10):
+        assert np.array_equal(first[index]["image"], second[index]["image"])
+    assert not all(np.array_equal(first[i]["image"], other_seed[i]["image"]) for i in range(10))
+
+
+def test_split_is_disjoint_and_stable():
+    names = [f"photo{i:03d}.jpg" for i in range(1000)]
+    train, val = split_names(names, val_percent=10)
+    assert set(train).isdisjoint(val) and set(train) | set(val) == set(names)
+    assert 60 < len(val) < 140
+    assert split_names(list(reversed(names)), 10)[1] == list(reversed(val))
+
+
+def test_common_fit_scales_both_images_by_one_factor():
+    big = np.full((200, 400, 3), 255, dtype=np.uint8)   # 400 wide: fits N=100 at scale 1/4
+    small = np.full((80, 100, 3), 255, dtype=np.uint8)  # so it becomes 25 x 20
+    image = fit_pair(big, small, input_size=100)
+    assert image.shape == (6, 100, 100)
+    filled = image != 0
+    assert filled[0].any(axis=0).sum() == 100 and filled[0].any(axis=1).sum() == 50
+    assert filled[3].any(axis=0).sum() == 25 and filled[3].any(axis=1).sum() == 20
+
+
+def test_stretch_fit_fills_both_canvases():
+    big = np.full((200, 400, 3), 255, dtype=np.uint8)
+    small = np.full((80, 100, 3), 255, dtype=np.uint8)
+    image = fit_pair(big, small, input_size=64, fit="stretch")
+    assert np.all(image != 0)
+
+
+def test_transform_targets_are_normalized_corner():
+    dataset = PairDataset([textured_photo(0, 200, 100), textured_photo(1)], 20, 0,
+                          only("positive", swap_probability=0.0), PairTransform(input_size=32))
+    for index in range(5):
+        pair, item = dataset.pair(index), dataset[index]
+        assert item["paired"] == 1 and item["swapped"] == 0
+        height, width = pair.original.shape[:2]
+        assert np.allclose(item["top_left"], np.array(pair.top_left) / [width, height])
+        assert item["original_size"].tolist() == [width, height]
+        assert item["size_b"].tolist() == [pair.b.shape[1], pair.b.shape[0]]

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from conftest import textured_photo
+from PIL import Image
+
+from cropnet.errors import ImageError
+from cropnet.images import MIN_SIDE, find_images, load_image, shrink
+
+
+def test_jpeg_and_png_load_as_rgb(tmp_path):
+    photo = textured_photo(0)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    Image.fromarray(photo).save(tmp_path / "p.jpg", quality=95, subsampling=0)
+    png, jpg = load_image(tmp_path / "p.png"), load_image(tmp_path / "p.jpg")
+    assert png.dtype == np.uint8 and png.shape == (90, 120, 3)
+    assert np.array_equal(png, photo)  # lossless round trip
+    assert jpg.shape == png.shape and np.abs(jpg.astype(int) - photo).mean() < 10
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    photo = textured_photo(0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(photo).save(tmp_path / "rotated.png", exif=exif)
+    loaded = load_image(tmp_path / "rotated.png")
+    assert loaded.shape == (120, 90, 3)
+    assert np.array_equal(loaded, np.rot90(photo, k=-1))
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    rgba = np.zeros((20, 20, 4), dtype=np.uint8)
+    rgba[:, :10] = (10, 20, 30, 255)  # left half opaque, right half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    loaded = load_image(tmp_path / "alpha.png")
+    assert loaded[0, 0].tolist() == [10, 20, 30]
+    assert loaded[0, 15].tolist() == [255, 255, 255]
+
+
+def test_sixteen_bit_grey_is_scaled(tmp_path):
+    grey = np.full((16, 16), 257 * 100, dtype=np.uint16)
+    grey[0, 0] = 65535
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    loaded = load_image(tmp_path / "deep.png")
+    assert loaded[1, 1].tolist() == [100, 100, 100]
+    assert loaded[0, 0].tolist() == [255, 255, 255]
+
+
+def truncated_jpeg(path):
+    Image.fromarray(textured_photo(0)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_text("hello, not a picture"), "not an image"),
+    (truncated_jpeg, "truncated"),
+    (lambda p: Image.new("RGB", (MIN_SIDE - 1, 40)).save(p, "PNG"), "too small"),
+])
+def test_bad_files_raise_image_error_naming_the_file(tmp_path, make, reason):
+    path = tmp_path / "bad.jpg"
+    make(path)
+    with pytest.raises(ImageError) as error:
+        load_image(path)
+    assert str(path) in str(error.value) and reason in str(error.value)
+
+
+def test_pixel_limit_is_checked(tmp_path):
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(tmp_path / "big.png", max_pixels=9999)
+
+
+def test_find_images_recurses_and_ignores_other_files(photo_folder):
+    names = [p.relative_to(photo_folder).as_posix() for p in find_images(photo_folder)]
+    assert names == ["nested/three.webp", "one.png", "two.jpg"]
+
+
+def test_shrink_keeps_aspect_ratio():
+    image = np.zeros((100, 300, 3), dtype=np.uint8)
+    assert shrink(image, 150).shape == (50, 150, 3)
+    assert shrink(image, 1000) is image

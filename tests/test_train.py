@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import textured_photo
+
+from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cropnet.config import ModelConfig, SynthConfig, TrainConfig
+from cropnet.data import PairDataset, PairTransform
+from cropnet.errors import CheckpointError, TrainingError
+from cropnet.evaluate import summarize
+from cropnet.model import CropNet
+from cropnet.train import compute_loss, train
+
+
+def batch_metrics(model, batch) -> dict:
+    """Metrics of one forward pass in training mode (batch statistics, as the optimizer saw them)."""
+    model.train()
+    with torch.no_grad():
+        output = model(batch["image"])
+    records = {"paired_prob": output.paired_logits.softmax(1)[:, 1].numpy(),
+               "swapped_prob": output.swapped_logits.softmax(1)[:, 1].numpy(),
+               "top_left_pred": output.top_left.numpy(), **{k: v.numpy() for k, v in batch.items()}}
+    return summarize(records)
+
+
+def test_a_handful_of_pairs_can_be_overfit(tiny_model_config):
+    """Eight fixed pairs, many steps: the loss must fall and the metrics must rise."""
+    torch.manual_seed(0)
+    photos = [textured_photo(i) for i in range(4)]
+    dataset = PairDataset(photos, 8, seed=0, config=SynthConfig(), transform=PairTransform(input_size=64))
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
+    assert 0 < batch["paired"].sum() < 8
+    model = CropNet(tiny_model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    before = batch_metrics(model, batch)
+    losses = []
+    for _ in range(60):
+        loss, _ = compute_loss(model(batch["image"]), batch, top_left_weight=5.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    after = batch_metrics(model, batch)
+    assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5])
+    assert after["paired_accuracy"] == 1.0 > before["paired_accuracy"]
+    assert after["swapped_accuracy"] == 1.0
+    assert after["top_left_error_fraction"]["median"] < before["top_left_error_fraction"]["median"]
+
+
+def test_masked_losses_ignore_negatives(tiny_model_config):
+    model = CropNet(tiny_model_config).eval()
+    output = model(torch.randn(2, 6, 64, 64))
+    batch = {"paired": torch.tensor([0, 0]), "swapped": torch.tensor([1, 0]), "top_left": torch.rand(2, 2)}
+    _, parts = compute_loss(output, batch, top_left_weight=5.0)
+    assert parts["swapped"] == 0.0 and parts["top_left"] == 0.0
+
+
+def test_checkpoint_round_trip(tmp_path, tiny_model_config):
+    model = CropNet(tiny_model_config).eval()
+    images = torch.randn(2, 6, 64, 64)
+    save_checkpoint(tmp_path / "m.pt", model, synth_config=SynthConfig(), train_config=TrainConfig(epochs=3),
+                    epoch=2, metrics={"paired_accuracy": 0.5})
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    restored = model_from_checkpoint(checkpoint).eval()
+    assert restored.config == tiny_model_config
+    assert checkpoint["epoch"] == 2 and checkpoint["train_config"]["epochs"] == 3
+    with torch.no_grad():
+        assert torch.equal(model(images).paired_logits, restored(images).paired_logits)
+
+
+def test_half_precision_checkpoint_is_smaller_and_close(tmp_path, tiny_model_config):
+    model = CropNet(tiny_model_config).eval()
+    common = {"synth_config": SynthConfig(), "train_config": TrainConfig(), "epoch": 0, "metrics": {}}
+    save_checkpoint(tmp_path / "full.pt", model, **common)
+    save_checkpoint(tmp_path / "half.pt", model, half=True, **common)
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+    restored = model_from_checkpoint(load_checkpoint(tmp_path / "half.pt")).eval()
+    images = torch.randn(2, 6, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(images).top_left, restored(images).top_left, atol=1e-2)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "not a readable checkpoint"),
+    (b"\x00garbage" * 100, "not a readable checkpoint"),
+])
+def test_damaged_checkpoint_is_a_clear_error(tmp_path, content, reason):
+    (tmp_path / "bad.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=reason):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_truncated_and_foreign_checkpoints_are_clear_errors(tmp_path, tiny_model_config):
+    save_checkpoint(tmp_path / "m.pt", CropNet(tiny_model_config), synth_config=SynthConfig(),
+                    train_config=TrainConfig(), epoch=0, metrics={})
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a cropnet checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    checkpoint = torch.load(tmp_path / "m.pt", weights_only=True)
+    checkpoint["format_version"] = 99
+    torch.save(checkpoint, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_train_writes_log_and_checkpoints_and_resumes(tmp_path, photo_folder):
+    configs = {"model_config": ModelConfig(input_size=64, head_channels=8, head_hidden=16),
+               "synth_config": SynthConfig(),
+               "train_config": TrainConfig(epochs=1, pairs_per_epoch=16, val_pairs=8, batch_size=8, workers=0)}
+    out = tmp_path / "run"
+    train(photo_folder, out, device=torch.device("cpu"), echo=lambda _: None, **configs)
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    configs["train_config"] = TrainConfig(epochs=2)
+    train(photo_folder, out, device=torch.device("cpu"), resume=out / "last.pt", echo=lambda _: None, **configs)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in log] == [0, 1]
+    assert {"paired_accuracy", "precision", "recall", "accuracy_by_kind"} <= set(log[1]["val"])
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+
+
+def test_training_on_a_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("no pictures here")
+    with pytest.raises(TrainingError, match="no image files"):
+        train(tmp_path, tmp_path / "run", model_config=ModelConfig(), synth_config=SynthConfig(),
+              train_config=TrainConfig(), device=torch.device("cpu"), echo=lambda _: None)
