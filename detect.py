@@ -58,6 +58,8 @@ def cli():
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--freeze-epochs", type=int, default=TrainConfig.freeze_epochs, show_default=True,
               help="Train only the heads, trunk frozen, for this many first epochs (the write-up's schedule).")
+@click.option("--easy-epochs", type=int, default=TrainConfig.easy_epochs, show_default=True,
+              help="Curriculum: negatives only from other photos for this many first epochs, then the full mix.")
 @click.option("--arch", default=ModelConfig.arch, show_default=True, help="torchvision ResNet depth.")
 @click.option("--input-size", type=int, default=ModelConfig.input_size, show_default=True,
               help="Side N of the network's N x N input.")
@@ -73,7 +75,7 @@ def cli():
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a last.pt (its stored configs are used; --epochs may extend).")
 @device_option
-def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, arch,
+def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs, arch,
           input_size, fit, photo_max_side, workers, seed, pretrained, resume, device):
     """Train a model on pairs synthesized from a folder of photos."""
     from cropnet.train import train as run_training
@@ -81,7 +83,8 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
     model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit)
     synth_config = SynthConfig(photo_max_side=photo_max_side)
     train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
-                               batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, seed=seed, workers=workers)
+                               batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,
+                               seed=seed, workers=workers)
     try:
         best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                             train_config=train_config, device=resolve_device(device), resume=resume,

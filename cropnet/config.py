@@ -73,6 +73,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     freeze_epochs: int = 0  # the write-up's schedule: train only the heads for this many epochs first
+    # Curriculum: for this many first epochs the negatives are crops of other photos only;
+    # the hard kinds (flip, border, resized) come after. Validation always uses the full mix.
+    easy_epochs: int = 0
     top_left_weight: float = 5.0  # the corner's L1 loss is small in [0, 1] units; weigh it up
     seed: int = 0
     workers: int = 1  # DataLoader processes synthesizing pairs

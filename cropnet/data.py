@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from .config import PAIR_KINDS, SynthConfig
-from .errors import ImageError
-from .images import MIN_SIDE, load_image, shrink
+from .errors import FolderError, ImageError
+from .images import MIN_SIDE, find_images, load_image, shrink
 
 # ImageNet statistics: keeps inputs near zero mean / unit variance and lets a
 # local torchvision state dict be loaded with `--pretrained`.
@@ -217,6 +217,17 @@ def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side:
         names.append(path.relative_to(folder).as_posix())
         photos.append(photo)
     return PhotoSet(names, photos, skipped)
+
+
+def load_folder(folder: Path, max_side: int | None) -> PhotoSet:
+    """Every usable photo under `folder`; FolderError when there is none."""
+    paths = find_images(folder)
+    if not paths:
+        raise FolderError(f"{folder}: no image files (jpg, png, webp, bmp, tiff) found")
+    photos = load_photos(folder, paths, max_side)
+    if not photos.photos:
+        raise FolderError(f"{folder}: none of the {len(paths)} image files could be used")
+    return photos
 
 
 def augment_photo(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,12 +15,12 @@ class CheckpointError(CropnetError):
     """A checkpoint file that is missing, damaged or from an incompatible version."""
 
 
+class FolderError(CropnetError):
+    """A folder of photos with nothing usable in it."""
+
+
 class TrainingError(CropnetError):
-    """Training cannot start: no usable photos, a bad --resume file."""
-
-
-class EvaluationError(CropnetError):
-    """Evaluation cannot run: no usable photos in the folder."""
+    """Training cannot use a file it was given (--resume, --pretrained)."""
 
 
 class PairsFileError(CropnetError):

@@ -8,10 +8,8 @@ import numpy as np
 import torch
 
 from .config import PAIR_KINDS, SynthConfig
-from .data import PairDataset, PairTransform, load_photos
-from .errors import EvaluationError
+from .data import PairDataset, PairTransform, load_folder
 from .geometry import apply_size_rule
-from .images import find_images
 
 
 @torch.no_grad()
@@ -81,12 +79,7 @@ def evaluate_folder(model, images_dir, *, pairs: int, seed: int, synth_config: S
     """Synthesize `pairs` pairs from every photo in `images_dir` and measure the network on them."""
     from tqdm import tqdm
 
-    paths = find_images(images_dir)
-    if not paths:
-        raise EvaluationError(f"{images_dir}: no image files (jpg, png, webp, bmp, tiff) found")
-    photos = load_photos(images_dir, paths, synth_config.photo_max_side)
-    if not photos.photos:
-        raise EvaluationError(f"{images_dir}: none of the {len(paths)} image files could be used")
+    photos = load_folder(images_dir, synth_config.photo_max_side)
     echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""))
     for reason in photos.skipped[:5]:
         echo(f"  skipped {reason}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import ImageError
+from .errors import FolderError, ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 100_000_000  # a 12-megapixel phone photo is far below; a memory bomb is not
@@ -83,7 +83,7 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     """All files under `folder` (recursively) whose suffix names an image format, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImageError(f"{folder}: not a folder")
+        raise FolderError(f"{folder}: not a folder")
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,10 +14,9 @@ from tqdm import tqdm
 
 from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ModelConfig, SynthConfig, TrainConfig
-from .data import PairDataset, PairTransform, PhotoSet, load_photos, split_names
+from .data import PairDataset, PairTransform, PhotoSet, load_folder, split_names
 from .errors import TrainingError
 from .evaluate import predict_loader, summarize
-from .images import find_images
 from .model import CropNet
 
 
@@ -71,12 +71,7 @@ def make_scheduler(optimizer, train_config: TrainConfig, steps_per_epoch: int):
 
 def prepare_photos(images_dir: Path, synth_config: SynthConfig) -> tuple[PhotoSet, PhotoSet]:
     """Find, decode and split a training folder into train and validation photos."""
-    paths = find_images(images_dir)
-    if not paths:
-        raise TrainingError(f"{images_dir}: no image files (jpg, png, webp, bmp, tiff) found")
-    photos = load_photos(images_dir, paths, synth_config.photo_max_side)
-    if not photos.photos:
-        raise TrainingError(f"{images_dir}: none of the {len(paths)} image files could be used")
+    photos = load_folder(images_dir, synth_config.photo_max_side)
     train_names, val_names = split_names(photos.names, synth_config.val_percent)
     if not val_names or not train_names:
         # Tiny folders: the hash split can leave one side empty; hold out the last photo.
@@ -115,6 +110,8 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     for reason in train_photos.skipped[:5]:
         echo(f"  skipped {reason}")
 
+    positive_share = synth_config.kind_weights.get("positive", 0.5)
+    easy_config = replace(synth_config, kind_weights={"positive": positive_share, "other": 1 - positive_share})
     transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit)
     train_set = PairDataset(train_photos.photos, train_config.pairs_per_epoch, train_config.seed,
                             synth_config, transform, augment=True)
@@ -126,7 +123,11 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
 
     model = CropNet(model_config) if state is None else model_from_checkpoint(state, resume)
     if pretrained is not None and state is None:
-        model.load_pretrained_trunk(torch.load(pretrained, map_location="cpu", weights_only=True))
+        try:
+            weights = torch.load(pretrained, map_location="cpu", weights_only=True)
+            model.load_pretrained_trunk(weights)
+        except Exception as error:  # a missing, damaged or foreign file: all one answer for the user
+            raise TrainingError(f"{pretrained}: not usable torchvision ResNet weights ({error})") from None
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     scheduler = make_scheduler(optimizer, train_config, len(train_loader))
@@ -144,6 +145,7 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
         started = time.time()
         freeze_trunk(model, epoch < train_config.freeze_epochs)
         train_set.set_epoch(epoch)
+        train_set.config = easy_config if epoch < train_config.easy_epochs else synth_config
         losses = train_one_epoch(model, train_loader, optimizer, scheduler, device,
                                  train_config.top_left_weight, header=f"epoch {epoch + 1}/{train_config.epochs}")
         metrics = summarize(predict_loader(model, val_loader, device))

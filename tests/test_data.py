@@ -4,7 +4,8 @@ from conftest import textured_photo
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cropnet.config import PAIR_KINDS, SynthConfig
-from cropnet.data import PairDataset, PairTransform, fit_pair, split_names, synthesize_pair
+from cropnet.data import PairDataset, PairTransform, fit_pair, load_folder, split_names, synthesize_pair
+from cropnet.errors import FolderError
 
 
 def only(kind: str, **overrides) -> SynthConfig:
@@ -131,3 +132,19 @@ def test_transform_targets_are_normalized_corner():
         assert np.allclose(item["top_left"], np.array(pair.top_left) / [width, height])
         assert item["original_size"].tolist() == [width, height]
         assert item["size_b"].tolist() == [pair.b.shape[1], pair.b.shape[0]]
+
+
+def test_unreadable_files_are_skipped_and_counted(photo_folder):
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 half a header")
+    (photo_folder / "empty.png").write_bytes(b"")
+    photos = load_folder(photo_folder, max_side=None)
+    assert sorted(photos.names) == ["nested/three.webp", "one.png", "two.jpg"]
+    assert len(photos.skipped) == 2
+    assert any("broken.jpg" in reason for reason in photos.skipped)
+    assert photos.photos[photos.names.index("one.png")].shape == (90, 120, 3)
+
+
+def test_folder_without_usable_images_is_an_error(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    with pytest.raises(FolderError, match="none of the 1 image files"):
+        load_folder(tmp_path, max_side=None)

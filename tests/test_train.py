@@ -8,7 +8,7 @@ from conftest import textured_photo
 from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
 from cropnet.data import PairDataset, PairTransform
-from cropnet.errors import CheckpointError, TrainingError
+from cropnet.errors import CheckpointError, FolderError, TrainingError
 from cropnet.evaluate import summarize
 from cropnet.model import CropNet
 from cropnet.train import compute_loss, train
@@ -128,6 +128,14 @@ def test_train_writes_log_and_checkpoints_and_resumes(tmp_path, photo_folder):
 
 def test_training_on_a_folder_without_images_is_a_clear_error(tmp_path):
     (tmp_path / "readme.txt").write_text("no pictures here")
-    with pytest.raises(TrainingError, match="no image files"):
+    with pytest.raises(FolderError, match="no image files"):
         train(tmp_path, tmp_path / "run", model_config=ModelConfig(), synth_config=SynthConfig(),
               train_config=TrainConfig(), device=torch.device("cpu"), echo=lambda _: None)
+
+
+def test_unusable_pretrained_weights_are_a_clear_error(tmp_path, photo_folder):
+    (tmp_path / "weights.pth").write_bytes(b"not weights")
+    with pytest.raises(TrainingError, match="weights.pth: not usable"):
+        train(photo_folder, tmp_path / "run", model_config=ModelConfig(input_size=64), synth_config=SynthConfig(),
+              train_config=TrainConfig(epochs=1, pairs_per_epoch=8, val_pairs=8, batch_size=8, workers=0),
+              device=torch.device("cpu"), pretrained=tmp_path / "weights.pth", echo=lambda _: None)
