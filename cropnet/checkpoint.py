@@ -81,3 +81,12 @@ def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoin
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not match the stored model config") from None
     return model
+
+
+def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Make a shippable copy of a training checkpoint: float16 weights, no optimizer state."""
+    checkpoint = load_checkpoint(source)
+    model = model_from_checkpoint(checkpoint, source)
+    model_config, synth_config, train_config = configs_from_checkpoint(checkpoint)
+    save_checkpoint(destination, model, synth_config=synth_config, train_config=train_config,
+                    epoch=checkpoint["epoch"], metrics=checkpoint["metrics"], half=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import textured_photo
 
-from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cropnet.checkpoint import export_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
 from cropnet.data import PairDataset, PairTransform
 from cropnet.errors import CheckpointError, FolderError, TrainingError
@@ -139,3 +139,14 @@ def test_unusable_pretrained_weights_are_a_clear_error(tmp_path, photo_folder):
         train(photo_folder, tmp_path / "run", model_config=ModelConfig(input_size=64), synth_config=SynthConfig(),
               train_config=TrainConfig(epochs=1, pairs_per_epoch=8, val_pairs=8, batch_size=8, workers=0),
               device=torch.device("cpu"), pretrained=tmp_path / "weights.pth", echo=lambda _: None)
+
+
+def test_export_strips_optimizer_and_halves_weights(tmp_path, tiny_model_config):
+    model = CropNet(tiny_model_config)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "last.pt", model, synth_config=SynthConfig(), train_config=TrainConfig(),
+                    epoch=4, metrics={"paired_accuracy": 0.5}, optimizer=optimizer)
+    export_checkpoint(tmp_path / "last.pt", tmp_path / "ship.pt")
+    shipped = load_checkpoint(tmp_path / "ship.pt")
+    assert "optimizer" not in shipped and shipped["epoch"] == 4
+    assert shipped["model"]["trunk.0.weight"].dtype == torch.float16
