@@ -18,6 +18,8 @@ from cropnet.config import ModelConfig, SynthConfig, TrainConfig
 from cropnet.errors import CropnetError
 
 EXIT_PAIRED, EXIT_NOT_PAIRED, EXIT_ERROR = 0, 1, 2  # like cmp and grep
+
+
 class CommandError(click.ClickException):
     """A failure the user can act on: one line on stderr, exit code 2 (1 means "not a crop")."""
 
@@ -49,25 +51,27 @@ def cli():
               help="Folder of photos (searched recursively) to synthesize training pairs from.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"),
               show_default=True, help="Where best.pt, last.pt and log.jsonl are written.")
-@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True, help="Epochs to train.")
-@click.option("--pairs-per-epoch", type=int, default=TrainConfig.pairs_per_epoch, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True,
+              help="Epochs to train.")
+@click.option("--pairs-per-epoch", type=click.IntRange(min=1), default=TrainConfig.pairs_per_epoch, show_default=True,
               help="Pairs synthesized for each epoch (new pairs every epoch).")
-@click.option("--val-pairs", type=int, default=TrainConfig.val_pairs, show_default=True,
+@click.option("--val-pairs", type=click.IntRange(min=1), default=TrainConfig.val_pairs, show_default=True,
               help="Validation pairs, from photos held out of training.")
-@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True, help="Pairs per step.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True,
+              help="Pairs per step.")
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--freeze-epochs", type=int, default=TrainConfig.freeze_epochs, show_default=True,
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=TrainConfig.freeze_epochs, show_default=True,
               help="Train only the heads, trunk frozen, for this many first epochs (the write-up's schedule).")
-@click.option("--easy-epochs", type=int, default=TrainConfig.easy_epochs, show_default=True,
+@click.option("--easy-epochs", type=click.IntRange(min=0), default=TrainConfig.easy_epochs, show_default=True,
               help="Curriculum: negatives only from other photos for this many first epochs, then the full mix.")
 @click.option("--arch", default=ModelConfig.arch, show_default=True, help="torchvision ResNet depth.")
-@click.option("--input-size", type=int, default=ModelConfig.input_size, show_default=True,
+@click.option("--input-size", type=click.IntRange(min=32), default=ModelConfig.input_size, show_default=True,
               help="Side N of the network's N x N input.")
 @click.option("--fit", type=click.Choice(["common", "stretch"]), default=ModelConfig.fit, show_default=True,
               help="common: one scale for both images; stretch: each squeezed to N x N (the write-up's).")
-@click.option("--photo-max-side", type=int, default=SynthConfig.photo_max_side, show_default=True,
+@click.option("--photo-max-side", type=click.IntRange(min=16), default=SynthConfig.photo_max_side, show_default=True,
               help="Photos are shrunk to this longest side before synthesis (speed on CPU).")
-@click.option("--workers", type=int, default=TrainConfig.workers, show_default=True,
+@click.option("--workers", type=click.IntRange(min=0), default=TrainConfig.workers, show_default=True,
               help="DataLoader processes synthesizing pairs.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True, help="Seed for pair synthesis.")
 @click.option("--pretrained", type=click.Path(dir_okay=False, path_type=Path),
@@ -101,12 +105,13 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
 @click.option("--pairs", type=click.IntRange(min=1), default=1000, show_default=True,
               help="How many pairs to synthesize.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for pair synthesis.")
-@click.option("--photo-max-side", type=int, default=None,
+@click.option("--photo-max-side", type=click.IntRange(min=16), default=None,
               help="Shrink photos to this longest side first (default: full resolution, as users' files are).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model to evaluate [default: the shipped checkpoints/cropnet.pt].")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Pairs per forward pass.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes synthesizing pairs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Pairs per forward pass.")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Processes synthesizing pairs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @device_option
 def evaluate(images_dir, pairs, seed, photo_max_side, checkpoint, batch_size, workers, as_json, device):
