@@ -87,6 +87,6 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike)
     """Make a shippable copy of a training checkpoint: float16 weights, no optimizer state."""
     checkpoint = load_checkpoint(source)
     model = model_from_checkpoint(checkpoint, source)
-    model_config, synth_config, train_config = configs_from_checkpoint(checkpoint)
+    _, synth_config, train_config = configs_from_checkpoint(checkpoint)
     save_checkpoint(destination, model, synth_config=synth_config, train_config=train_config,
                     epoch=checkpoint["epoch"], metrics=checkpoint["metrics"], half=True)

@@ -6,7 +6,7 @@ alone, so nothing the network depends on may live outside these objects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 # Negative kinds the synthesizer makes; "positive" is a true crop.
 PAIR_KINDS = ("positive", "other", "flip", "border", "resized")
@@ -87,5 +87,3 @@ def config_from_dict(cls, values: dict):
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
     return cls(**kwargs)
 
-
-__all__ = ["PAIR_KINDS", "SynthConfig", "ModelConfig", "TrainConfig", "config_from_dict", "asdict"]

@@ -6,18 +6,20 @@ import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .config import PAIR_KINDS, SynthConfig
 from .data import PairDataset, PairTransform, load_folder
 from .geometry import apply_size_rule
 
+# What PairTransform gives besides the image, carried through to the metrics.
+TARGET_KEYS = ("paired", "swapped", "top_left", "kind", "original_size", "size_a", "size_b")
 
 @torch.no_grad()
 def predict_loader(model, loader, device, progress=None) -> dict:
     """Run the network over a loader of transformed pairs; return predictions and targets as arrays."""
     model.eval()
-    columns = {k: [] for k in ("paired_prob", "swapped_prob", "top_left_pred",
-                               "paired", "swapped", "top_left", "kind", "original_size", "size_a", "size_b")}
+    columns = {k: [] for k in ("paired_prob", "swapped_prob", "top_left_pred", *TARGET_KEYS)}
     net_seconds = 0.0
     for batch in (progress(loader) if progress else loader):
         images = batch["image"].to(device)
@@ -27,7 +29,7 @@ def predict_loader(model, loader, device, progress=None) -> dict:
         columns["paired_prob"].append(output.paired_logits.softmax(1)[:, 1].cpu())
         columns["swapped_prob"].append(output.swapped_logits.softmax(1)[:, 1].cpu())
         columns["top_left_pred"].append(output.top_left.float().cpu())
-        for key in ("paired", "swapped", "top_left", "kind", "original_size", "size_a", "size_b"):
+        for key in TARGET_KEYS:
             columns[key].append(batch[key])
     records = {k: torch.cat(v).numpy() for k, v in columns.items()}
     records["net_seconds"] = net_seconds
@@ -77,8 +79,6 @@ def summarize(records: dict, threshold: float = 0.5) -> dict:
 def evaluate_folder(model, images_dir, *, pairs: int, seed: int, synth_config: SynthConfig, device,
                     batch_size: int = 16, workers: int = 1, echo=print) -> dict:
     """Synthesize `pairs` pairs from every photo in `images_dir` and measure the network on them."""
-    from tqdm import tqdm
-
     photos = load_folder(images_dir, synth_config.photo_max_side)
     echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""))
     for reason in photos.skipped[:5]:

@@ -26,6 +26,9 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are composited on this
 
 # A half-written JPEG must be an error, not a picture padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's own decompression-bomb guard has a fixed limit and raises from Image.open with a
+# message of its own; load_image checks the header against the caller's limit instead.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -52,7 +55,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: permission denied") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: damaged or truncated image ({error})") from None
     if min(rgb.shape[:2]) < MIN_SIDE:
         raise ImageError(

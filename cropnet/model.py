@@ -79,9 +79,6 @@ class CropNet(nn.Module):
             top_left=torch.sigmoid(self.heads["top_left"](features)),
         )
 
-    def trunk_parameters(self):
-        return self.trunk.parameters()
-
     def load_pretrained_trunk(self, state_dict: dict) -> None:
         """Load a torchvision ResNet state dict (e.g. saved ImageNet weights) into the trunk.
 

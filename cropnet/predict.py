@@ -54,22 +54,21 @@ class Predictor:
         import torch
 
         from .checkpoint import load_checkpoint, model_from_checkpoint
-        from .data import PairTransform
 
-        self.torch = torch
         self.device = device or torch.device("cpu")
         checkpoint = load_checkpoint(checkpoint_path, map_location=self.device)
         self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
-        config = self.model.config
-        self.transform = PairTransform(input_size=config.input_size, fit=config.fit)
         self.threshold = threshold
 
     def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> Prediction:
+        import torch
+
         from .data import fit_pair
 
-        image = fit_pair(a, b, self.transform.input_size, self.transform.fit)
-        with self.torch.no_grad():
-            output = self.model(self.torch.from_numpy(image)[None].to(self.device))
+        config = self.model.config  # the input the network was trained on
+        image = fit_pair(a, b, config.input_size, config.fit)
+        with torch.no_grad():
+            output = self.model(torch.from_numpy(image)[None].to(self.device))
         paired_prob = float(output.paired_logits.softmax(1)[0, 1])
         swapped_prob = float(output.swapped_logits.softmax(1)[0, 1])
         size_a, size_b = np.array([a.shape[1], a.shape[0]]), np.array([b.shape[1], b.shape[0]])
@@ -93,12 +92,11 @@ def read_pairs(stream) -> list[dict]:
     reader = csv.DictReader(stream)
     if reader.fieldnames is None or not {"a", "b"} <= {name.strip() for name in reader.fieldnames}:
         raise PairsFileError(f"the pairs CSV needs a header line 'a,b', found {reader.fieldnames}")
+    reader.fieldnames = [name.strip() for name in reader.fieldnames]
     rows = []
-    for line_number, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()}
-        a, b = row.get("a") or "", row.get("b") or ""
-        entry = {"a": a, "b": b}
-        if not a or not b:
-            entry["error"] = f"line {line_number}: needs both an 'a' and a 'b' path"
+    for row in reader:
+        entry = {"a": (row.get("a") or "").strip(), "b": (row.get("b") or "").strip()}
+        if not entry["a"] or not entry["b"]:
+            entry["error"] = f"line {reader.line_num}: needs both an 'a' and a 'b' path"
         rows.append(entry)
     return rows

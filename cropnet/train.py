@@ -83,7 +83,7 @@ def prepare_photos(images_dir: Path, synth_config: SynthConfig) -> tuple[PhotoSe
 
 
 def freeze_trunk(model: CropNet, frozen: bool) -> None:
-    for parameter in model.trunk_parameters():
+    for parameter in model.trunk.parameters():
         parameter.requires_grad = not frozen
 
 
@@ -156,12 +156,11 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
                   "seconds": round(time.time() - started, 1)}
         with open(log_path, "a") as log:
             log.write(json.dumps(record) + "\n")
-        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch}
+        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch,
+                  "metrics": {**metrics, "best_paired_accuracy": best}}
         if improved:
-            save_checkpoint(out_dir / "best.pt", model, metrics={**metrics, "best_paired_accuracy": best},
-                            half=True, **common)
-        save_checkpoint(out_dir / "last.pt", model, metrics={**metrics, "best_paired_accuracy": best},
-                        optimizer=optimizer, scheduler=scheduler, **common)
+            save_checkpoint(out_dir / "best.pt", model, half=True, **common)
+        save_checkpoint(out_dir / "last.pt", model, optimizer=optimizer, scheduler=scheduler, **common)
         echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, "
              f"val paired accuracy {metrics['paired_accuracy']:.3f}, "
              f"swapped {metrics.get('swapped_accuracy', float('nan')):.3f}"

@@ -82,3 +82,10 @@ def test_shrink_keeps_aspect_ratio():
     image = np.zeros((100, 300, 3), dtype=np.uint8)
     assert shrink(image, 150).shape == (50, 150, 3)
     assert shrink(image, 1000) is image
+
+
+def test_images_past_pillows_own_bomb_limit_get_the_pixel_limit_message(tmp_path):
+    """200 megapixels: over Pillow's built-in guard too, yet the reason must be the size, not "damaged"."""
+    Image.new("1", (20000, 10000)).save(tmp_path / "huge.png")  # 24 KB on disk
+    with pytest.raises(ImageError, match="200,000,000 pixels, over the limit of 100,000,000"):
+        load_image(tmp_path / "huge.png")
