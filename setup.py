@@ -23,6 +23,7 @@ setup(
         "numpy>=1.24",
         "click>=8.1",
         "tqdm>=4.60",
+        "opencv-python-headless>=4.5",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["detect=detect:cli"]},

@@ -28,8 +28,8 @@ class SynthConfig:
         "resized": 0.125,  # crop of the original, resized
     })
     border_overrun: tuple = (0.1, 0.5)  # part of the crop's side that lies outside the original
-    resize_down: tuple = (0.80, 0.95)  # scale ranges of "resized" negatives
-    resize_up: tuple = (1.05, 1.25)
+    resize_down: tuple = (0.85, 0.95)  # scale ranges of "resized" negatives
+    resize_up: tuple = (1.05, 1.20)
     jpeg_quality: tuple = (25, 95)  # each image re-encoded independently, quality drawn uniformly
     png_probability: float = 0.1  # otherwise kept lossless (as if saved as PNG)
     swap_probability: float = 0.5  # chance the crop comes first

@@ -1,0 +1,408 @@
+"""Exact localization: is one image a region of the other at an integer offset, and where?
+
+Pure functions on arrays (grey or RGB, any size); OpenCV and numpy only, no torch,
+so `predict --method classic` starts and answers quickly.
+
+How `locate(original, crop)` works:
+
+1. Coarse search. Both images are shrunk by the largest power of two that leaves
+   the crop at least `coarse_min_side` px, and `cv2.matchTemplate` with squared
+   differences (TM_SQDIFF) scores every offset. The best `coarse_candidates`
+   minima are kept, each at least a few px from the others: smooth ramps, straight
+   edges and repeating patterns give many near-equal minima, and the true one is
+   not always the lowest at a reduced scale.
+2. Refinement. Each candidate is followed down the scale pyramid, searching +-2 px
+   at every level with squared differences. Normalised correlation is not used
+   here: it slides along ramps and edges (an offset 1-30 px off still scores 0.98).
+   Large crops are compared on a spread of their most textured tiles, which fixes
+   the offset as well as the whole crop does, at a fraction of the cost.
+3. Verification at full resolution, tile by tile. For each tile of the crop, the
+   squared residual against the original at the offset must stay within what JPEG
+   noise allows, and well below what a one-pixel shift of that tile costs (its
+   "texture"). An average over the whole crop would let through a region that runs
+   past the original's border, a flipped crop or a resized one, since most of such
+   a crop can still fit; a per-tile test requires every part to fit.
+
+Tiles whose texture is below `texture_floor` (flat sky, a blurred background, a
+straight edge) cannot pin the offset down. A crop made only of such tiles, or one
+that verifies at several distinct offsets, is reported as `ambiguous`: the answer
+is the best offset found, not a proof that it is the only one.
+
+Colour is not compared: matching works on luma, where JPEG keeps full resolution.
+An edit that changes only colours is therefore not detected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Search and decision parameters (chosen with `scripts/calibrate_verify.py`, see docs/verification.md)."""
+
+    coarse_min_side: int = 24  # px the crop keeps at the coarse scale
+    coarse_candidates: int = 16  # minima of the coarse search that are refined
+    coarse_spacing: int = 3  # coarse px between two kept minima
+    refine_radius: int = 2  # px searched around the estimate at each finer level
+    whole_crop_pixels: int = 160_000  # above this, refinement compares textured tiles only
+    refine_tiles: int = 6  # ... one per cell of a refine_tiles x refine_tiles grid
+    tile: int = 32  # verification tile side, px (16 for crops under 96 px)
+    noise_floor: float = 100.0  # mean squared grey-level residual any tile may have (JPEG noise)
+    texture_gain: float = 1.0  # ... plus this share of its one-pixel-shift energy
+    texture_floor: float = 100.0  # one-pixel-shift energy from which a tile pins the offset down
+    check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
+    min_agreement: float = 0.99  # share of tiles that must pass both tests for a crop
+    max_verified: int = 4  # candidates verified per image pair order
+
+
+@dataclass
+class Match:
+    """Where `crop` sits in `original`, and how sure that is."""
+
+    found: bool  # the crop agrees with the original at `top_left`, tile by tile
+    top_left: tuple[int, int] | None  # (x, y) in the original's pixels
+    score: float  # share of the crop's tiles that agree at `top_left`, 0..1
+    ambiguous: bool = False  # flat crop, or several offsets verify
+    candidates: int = 0  # distinct offsets that verify (0 when not found)
+    textured_tiles: int = 0  # tiles that pin the offset down
+
+    @classmethod
+    def none(cls) -> Match:
+        """A well-formed "no match" for inputs that cannot match (kornia's `_no_match`)."""
+        return cls(False, None, 0.0)
+
+
+@dataclass
+class PairMatch:
+    """The answer for a pair of images: which is the crop, where, and the evidence."""
+
+    paired: bool
+    swapped: bool | None  # the first image is the crop; None when not paired
+    top_left: tuple[int, int] | None
+    score: float  # verification score of the best order tried
+    ambiguous: bool = False
+    candidates: int = 0
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luma of a grey or RGB uint8 array."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    return image.astype(np.float32)
+
+
+def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig(),
+               prefer_swapped: bool | None = None, hint: tuple[int, int, int] | None = None) -> PairMatch:
+    """Is `b` a crop of `a` or `a` a crop of `b`? Both orders a size allows are searched.
+
+    Parameters
+    ----------
+    a, b : (H, W) or (H, W, 3) uint8 arrays.
+    prefer_swapped : order to try first when both fit (equal sizes); None tries a-as-original first.
+    hint : (x, y, radius) proposal for the crop's corner in the order tried first, searched
+        before the whole image (see `locate`).
+
+    Returns
+    -------
+    PairMatch. A crop is never larger than its original, so when only one order
+    fits it decides `swapped`; equal sizes are an identity test at (0, 0).
+    """
+    a_grey, b_grey = to_grey(a), to_grey(b)
+    orders = []  # (swapped, original, crop)
+    if b_grey.shape[0] <= a_grey.shape[0] and b_grey.shape[1] <= a_grey.shape[1]:
+        orders.append((False, a_grey, b_grey))
+    if a_grey.shape[0] <= b_grey.shape[0] and a_grey.shape[1] <= b_grey.shape[1]:
+        orders.append((True, b_grey, a_grey))
+    if not orders:
+        return PairMatch(False, None, None, 0.0)
+    if a_grey.shape == b_grey.shape:
+        orders = orders[:1]  # the same size: one identity test answers both orders
+        if prefer_swapped:
+            orders = [(True, b_grey, a_grey)]
+    elif prefer_swapped is not None:
+        orders.sort(key=lambda order: order[0] != prefer_swapped)
+    best = None
+    for index, (swapped, original, crop) in enumerate(orders):
+        match = locate(original, crop, config, hint=hint if index == 0 else None)
+        if match.found:
+            return PairMatch(True, swapped, match.top_left, match.score, match.ambiguous, match.candidates)
+        if best is None or match.score > best.score:
+            best = match
+    return PairMatch(False, None, None, best.score)
+
+
+def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = VerifyConfig(),
+           hint: tuple[int, int, int] | None = None) -> Match:
+    """Find `crop` in `original` at an integer offset and verify it at full resolution.
+
+    Parameters
+    ----------
+    original : (H, W) or (H, W, 3) array.
+    crop : (h, w) or (h, w, 3) array with h <= H and w <= W.
+    hint : optional (x, y, radius): search offsets within `radius` px of (x, y)
+        first, and the whole original only if nothing there verifies.
+
+    Returns
+    -------
+    Match, with `found` False (and the best score seen) when no offset verifies.
+
+    Notes
+    -----
+    Searches use `cv2.TM_SQDIFF`: a crop's pixels equal the original's up to JPEG
+    noise, so the plain residual is the right measure, and unlike normalised
+    correlation it has a sharp minimum on ramps and edges.
+
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    >>> locate(image, image[30:80, 50:110]).top_left
+    (50, 30)
+    """
+    original, crop = to_grey(original), to_grey(crop)
+    if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
+        raise ValueError("Image must be larger than template.")
+    if crop.shape == original.shape:
+        return verify_candidates(original, crop, [(0, 0, 0.0)], config)
+    if hint is not None:
+        match = verify_candidates(original, crop, search(original, crop, config, window=hint), config)
+        if match.found:
+            return match
+    return verify_candidates(original, crop, search(original, crop, config), config)
+
+
+# ---------------------------------------------------------------- search
+
+def coarse_factor(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
+    """The largest power of two that leaves the crop's shorter side at least `coarse_min_side`."""
+    factor = 1
+    while min(crop_shape) // (factor * 2) >= config.coarse_min_side:
+        factor *= 2
+    return factor
+
+
+def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    """[image, image / 2, image / 4, ...]: each level the 2 x 2 box mean of the one before."""
+    scales = [image]
+    for _ in range(levels):
+        height, width = scales[-1].shape
+        scales.append(cv2.resize(scales[-1], (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA))
+    return scales
+
+
+def search(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
+           window: tuple[int, int, int] | None = None) -> list[tuple[int, int, float]]:
+    """Candidate offsets (x, y, mean squared residual) at full resolution, best first."""
+    factor = coarse_factor(crop.shape, config)
+    levels = factor.bit_length() - 1
+    originals, crops = pyramid(original, levels), pyramid(crop, levels)
+    coarse_original, coarse_crop = originals[-1], crops[-1]
+    max_x = coarse_original.shape[1] - coarse_crop.shape[1]
+    max_y = coarse_original.shape[0] - coarse_crop.shape[0]
+    x0, y0, x1, y1 = 0, 0, max_x, max_y
+    if window is not None:  # only offsets near the proposal, at the coarse scale
+        x, y, radius = (value / factor for value in window)
+        x0, x1 = int(np.clip(x - radius, 0, max_x)), int(np.clip(x + radius, 0, max_x))
+        y0, y1 = int(np.clip(y - radius, 0, max_y)), int(np.clip(y + radius, 0, max_y))
+    region = coarse_original[y0:y1 + coarse_crop.shape[0], x0:x1 + coarse_crop.shape[1]]
+    residual = cv2.matchTemplate(region, coarse_crop, cv2.TM_SQDIFF)  # (y1 - y0 + 1, x1 - x0 + 1)
+    starts = [(x0 + x, y0 + y) for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing)]
+
+    templates = [comparison_tiles(level_crop, config) for level_crop in crops]
+    refined = {}
+    for x, y in starts:
+        cost = np.inf
+        for level in range(levels - 1, -1, -1):
+            x, y, cost = refine(originals[level], crops[level].shape, templates[level], 2 * x, 2 * y,
+                                config.refine_radius)
+        if levels == 0:
+            x, y, cost = refine(original, crop.shape, templates[0], x, y, config.refine_radius)
+        refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
+    return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2])
+
+
+def lowest_minima(residual: np.ndarray, count: int, spacing: int) -> list[tuple[int, int]]:
+    """Up to `count` (x, y) minima of `residual`, each at least `spacing` px from the ones before."""
+    residual = residual.copy()
+    minima = []
+    for _ in range(count):
+        index = int(np.argmin(residual))
+        y, x = divmod(index, residual.shape[1])
+        if not np.isfinite(residual[y, x]):
+            break
+        minima.append((x, y))
+        residual[max(0, y - spacing):y + spacing + 1, max(0, x - spacing):x + spacing + 1] = np.inf
+    return minima
+
+
+def comparison_tiles(crop: np.ndarray, config: VerifyConfig) -> list[tuple[int, int, np.ndarray]]:
+    """What `refine` compares: the whole crop while small, else the most textured tile of each
+    cell of a refine_tiles x refine_tiles grid, as (x, y, tile) in the crop."""
+    if crop.size <= config.whole_crop_pixels:
+        return [(0, 0, crop)]
+    side = config.tile
+    texture = least_shift_energy(crop, side)  # (rows, cols) of tiles
+    rows = np.array_split(np.arange(texture.shape[0]), min(config.refine_tiles, texture.shape[0]))
+    cols = np.array_split(np.arange(texture.shape[1]), min(config.refine_tiles, texture.shape[1]))
+    tiles = []
+    for row_group in rows:
+        for col_group in cols:
+            cell = texture[np.ix_(row_group, col_group)]
+            r, c = np.unravel_index(int(np.argmax(cell)), cell.shape)
+            ty = min(int(row_group[r]) * side, crop.shape[0] - side)
+            tx = min(int(col_group[c]) * side, crop.shape[1] - side)
+            tiles.append((tx, ty, crop[ty:ty + side, tx:tx + side]))
+    return tiles
+
+
+def refine(original: np.ndarray, crop_shape: tuple[int, int], tiles: list[tuple[int, int, np.ndarray]],
+           x: int, y: int, radius: int) -> tuple[int, int, float]:
+    """The offset within `radius` px of (x, y) with the least mean squared residual over `tiles`
+    (from `comparison_tiles`), and that residual. Offsets keep the whole crop inside the original."""
+    height, width = crop_shape
+    x0, x1 = max(0, x - radius), min(original.shape[1] - width, x + radius)
+    y0, y1 = max(0, y - radius), min(original.shape[0] - height, y + radius)
+    residual, pixels = 0.0, 0
+    for tx, ty, tile in tiles:
+        side_y, side_x = tile.shape
+        window = original[y0 + ty:y1 + ty + side_y, x0 + tx:x1 + tx + side_x]
+        residual = residual + cv2.matchTemplate(window, tile, cv2.TM_SQDIFF)  # (y1 - y0 + 1, x1 - x0 + 1)
+        pixels += tile.size
+    best_y, best_x = np.unravel_index(int(np.argmin(residual)), residual.shape)
+    return x0 + int(best_x), y0 + int(best_y), float(residual[best_y, best_x]) / pixels
+
+
+# ---------------------------------------------------------------- verification
+
+def tile_starts(length: int, side: int) -> np.ndarray:
+    """Tile starts along one axis; a remainder under half a tile joins the last tile."""
+    starts = np.arange(0, length, side)
+    if len(starts) > 1 and length - starts[-1] < side // 2:
+        starts = starts[:-1]
+    return starts
+
+
+def tile_means(values: np.ndarray, side: int) -> np.ndarray:
+    """Mean of `values` over each side x side tile: (h, w) -> (rows, cols)."""
+    rows, cols = tile_starts(values.shape[0], side), tile_starts(values.shape[1], side)
+    sums = np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
+    heights = np.diff(np.append(rows, values.shape[0]))
+    widths = np.diff(np.append(cols, values.shape[1]))
+    return sums / np.outer(heights, widths)
+
+
+def least_shift_energy(image: np.ndarray, side: int) -> np.ndarray:
+    """Per tile, the mean squared change of its pixels under a one-pixel shift, in the direction
+    (across, down, either diagonal) where that change is least.
+
+    This is what the tile's residual would grow by if the offset were one pixel
+    off in the direction the tile constrains least: near zero for flat areas and
+    straight edges, large for texture. The last row and column are edge-padded.
+    """
+    padded = np.pad(image, ((0, 1), (1, 1)), mode="edge")  # one row below, one column each side
+    centre = padded[:-1, 1:-1]
+    neighbours = (padded[:-1, 2:], padded[1:, 1:-1], padded[1:, 2:], padded[1:, :-2])  # right, down, diagonals
+    return np.min([tile_means((neighbour - centre) ** 2, side) for neighbour in neighbours], axis=0)
+
+
+def verification_tile(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
+    """Tile side for a crop: smaller tiles for small crops, so that each still has several."""
+    return config.tile if min(crop_shape) >= 3 * config.tile else config.tile // 2
+
+
+def tile_grid(crop_shape: tuple[int, int], side: int) -> list[tuple[int, int]]:
+    """(x, y) of each tile's top-left corner, row by row, in the order `tile_means` reports tiles."""
+    rows, cols = tile_starts(crop_shape[0], side), tile_starts(crop_shape[1], side)
+    return [(int(x), int(y)) for y in rows for x in cols]
+
+
+def neighbour_residuals(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]],
+                        side: int) -> np.ndarray:
+    """(n, 3, 3) mean squared residual of each tile at the offset (x, y) and its eight one-pixel neighbours.
+
+    Neighbours that would leave the original are +inf.
+    """
+    maps = np.full((len(tiles), 3, 3), np.inf, dtype=np.float64)
+    for index, (tx, ty) in enumerate(tiles):
+        tile = crop[ty:ty + side, tx:tx + side]
+        left, top = x + tx, y + ty  # where the tile sits in the original
+        x0, y0 = max(0, left - 1), max(0, top - 1)
+        x1 = min(original.shape[1], left + tile.shape[1] + 1)
+        y1 = min(original.shape[0], top + tile.shape[0] + 1)
+        found = cv2.matchTemplate(original[y0:y1, x0:x1], tile, cv2.TM_SQDIFF) / tile.size
+        maps[index, y0 - top + 1:y0 - top + 1 + found.shape[0], x0 - left + 1:x0 - left + 1 + found.shape[1]] = found
+    return maps
+
+
+def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]], side: int,
+           steps: int = 3) -> tuple[int, int, np.ndarray]:
+    """Move (x, y) by single pixels while the textured tiles, summed, fit better next door.
+
+    The coarse-to-fine search can end a pixel or two off on smooth photos, where
+    a few tiles of JPEG block edges weigh as much as the scene; all textured tiles
+    together at full resolution settle it. Returns the offset and its (n, 3, 3) maps.
+    """
+    maps = neighbour_residuals(original, crop, x, y, tiles, side)
+    max_x, max_y = original.shape[1] - crop.shape[1], original.shape[0] - crop.shape[0]
+    for _ in range(steps):
+        if not tiles:
+            break
+        total = maps.sum(axis=0)  # (3, 3); moves that would push the crop out of the original are barred
+        total[:, [x - 1 < 0, False, x + 1 > max_x]] = np.inf
+        total[[y - 1 < 0, False, y + 1 > max_y], :] = np.inf
+        dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
+        if (dx, dy) == (1, 1):
+            break
+        x, y = x + int(dx) - 1, y + int(dy) - 1
+        maps = neighbour_residuals(original, crop, x, y, tiles, side)
+    return x, y, maps
+
+
+def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[tuple[int, int, float]],
+                      config: VerifyConfig) -> Match:
+    """Verify candidates, best first, tile by tile at full resolution.
+
+    Two tests per tile. Every tile's residual must stay within JPEG noise plus a
+    share of its own texture (a tile of a different scene, a flipped one or one
+    past the border fails it). Each textured tile must also fit best exactly at the
+    offset, not one pixel away (a resized crop drifts by a fraction of a pixel per
+    tile and fails it). The score is the smaller of the two pass rates.
+
+    The first candidate that passes is the answer. Later candidates with a residual
+    near its own are verified too: each that also passes at a distinct offset makes
+    the answer ambiguous.
+    """
+    height, width = crop.shape
+    side = verification_tile(crop.shape, config)
+    texture = least_shift_energy(crop, side).ravel()  # what a one-pixel error would cost each tile
+    textured = int((texture >= config.texture_floor).sum())
+    # The most textured tiles settle the offset at full resolution (even below the floor, on a
+    # smooth photo); those above the floor must each fit best exactly at it.
+    check = np.argsort(texture)[::-1][:config.check_tiles]
+    decisive = texture[check] >= config.texture_floor
+    grid = tile_grid(crop.shape, side)
+    check = [grid[index] for index in check]
+    best, verified, verified_cost = Match.none(), [], np.inf
+    for x, y, cost in candidates[:config.max_verified]:
+        if verified and cost > 2 * verified_cost + config.noise_floor:
+            break  # clearly worse than the verified answer: cannot be an equally good offset
+        x, y, maps = polish(original, crop, x, y, check, side)
+        residual = tile_means((crop - original[y:y + height, x:x + width]) ** 2, side).ravel()
+        within_noise = float((residual <= config.noise_floor + config.texture_gain * texture).mean())
+        neighbours = np.delete(maps.reshape(len(check), 9), 4, axis=1)  # (n, 8): the centre is the offset itself
+        best_here = float((maps[decisive, 1, 1] < neighbours[decisive].min(axis=1)).mean()) if decisive.any() else 1.0
+        score = min(within_noise, best_here)
+        if score >= config.min_agreement:
+            if not verified:
+                best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
+            if all(max(abs(x - vx), abs(y - vy)) > 1 for vx, vy in verified):
+                verified.append((x, y))
+        elif not verified and score > best.score:
+            best = Match(False, None, score)
+    if best.found:
+        best.candidates = len(verified)
+        best.ambiguous = textured == 0 or len(verified) > 1
+    return best
+

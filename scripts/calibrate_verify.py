@@ -1,0 +1,111 @@
+"""Choose verify.py's decision thresholds from synthesized pairs (never from held-out photos).
+
+For every pair the search runs once; the per-tile residuals and textures of the
+best few candidates are kept, so that each threshold setting on the grid is
+scored without searching again. Prints, per setting, the errors per pair kind.
+
+    python scripts/calibrate_verify.py --images data/photos --pairs 600 --seed 7
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cropnet.config import PAIR_KINDS, SynthConfig  # noqa: E402
+from cropnet.data import PairDataset, load_folder  # noqa: E402
+from cropnet.verify import (  # noqa: E402
+    VerifyConfig,
+    least_shift_energy,
+    polish,
+    search,
+    tile_grid,
+    tile_means,
+    to_grey,
+    verification_tile,
+)
+
+
+def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
+    """Per-tile evidence for the best candidates, in the order the sizes allow."""
+    original, crop = to_grey(pair.original), to_grey(pair.crop)
+    if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
+        original, crop = crop, original  # resized-up negatives can be larger than their "original"
+        if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
+            return []
+    side = verification_tile(crop.shape, config)
+    texture = least_shift_energy(crop, side).ravel()
+    grid = tile_grid(crop.shape, side)
+    textured = np.argsort(texture)[::-1][:config.check_tiles]
+    check = [grid[i] for i in textured]
+    candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, crop, config)
+    rows = []
+    for x, y, cost in candidates[:config.max_verified]:
+        x, y, maps = polish(original, crop, x, y, check, side)
+        residual = tile_means((crop - original[y:y + crop.shape[0], x:x + crop.shape[1]]) ** 2, side).ravel()
+        flat = maps.reshape(len(check), 9)
+        best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1) if check else np.zeros(0, bool)
+        rows.append({"top_left": (x, y), "cost": cost, "residual": residual, "texture": texture,
+                     "checked_texture": texture[textured], "best_here": best_here})
+    return rows
+
+
+def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_agreement: float):
+    """(found, top_left) as verify_candidates decides it, for one threshold setting."""
+    for row in rows:
+        within_noise = (row["residual"] <= noise_floor + texture_gain * row["texture"]).mean()
+        checked = row["checked_texture"] >= texture_floor
+        best_here = row["best_here"][checked].mean() if checked.any() else 1.0
+        if min(within_noise, best_here) >= min_agreement:
+            return True, row["top_left"]
+    return False, None
+
+
+@click.command()
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--pairs", type=int, default=600, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--photo-max-side", type=int, default=2048, show_default=True)
+def main(images, pairs, seed, photo_max_side):
+    synth = SynthConfig(photo_max_side=photo_max_side, png_probability=0.1)
+    photos = load_folder(images, synth.photo_max_side)
+    dataset = PairDataset(photos.photos, pairs, seed, synth, transform=None, augment=True)
+    base = VerifyConfig()
+    records = []
+    started = time.perf_counter()
+    for index in range(pairs):
+        pair = dataset.pair(index)
+        quality = min(q or 100 for q in pair.quality)
+        records.append((pair.kind, pair.top_left, quality, candidate_tiles(pair, base)))
+    print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    grid = itertools.product((60, 100, 150), (0.5, 1.0, 2.0), (30, 60, 100, 150), (0.95, 0.98, 0.99))
+    print("noise_floor texture_gain texture_floor min_agreement | errors per kind (" + ", ".join(PAIR_KINDS)
+          + ") | wrong corner")
+    for noise_floor, texture_gain, texture_floor, min_agreement in grid:
+        errors = dict.fromkeys(PAIR_KINDS, 0)
+        totals = dict.fromkeys(PAIR_KINDS, 0)
+        wrong_corner = 0
+        for kind, top_left, _, rows in records:
+            found, corner = decide(rows, noise_floor, texture_gain, texture_floor, min_agreement)
+            totals[kind] += 1
+            errors[kind] += found != (kind == "positive")
+            wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
+        counts = ", ".join(f"{errors[k]}/{totals[k]}" for k in PAIR_KINDS)
+        print(f"{noise_floor:>11} {texture_gain:>12} {texture_floor:>13} {min_agreement:>13} | {counts} "
+              f"| {wrong_corner}")
+    dump = Path("runs/calibration.npz")
+    dump.parent.mkdir(exist_ok=True)
+    np.save(dump.with_suffix(".npy"), np.array(records, dtype=object), allow_pickle=True)
+    print(f"records in {dump.with_suffix('.npy')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
