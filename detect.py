@@ -16,6 +16,7 @@ import click
 from cropnet import __version__
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
 from cropnet.errors import CropnetError
+from cropnet.predict import METHODS
 
 EXIT_PAIRED, EXIT_NOT_PAIRED, EXIT_ERROR = 0, 1, 2  # like cmp and grep
 
@@ -101,45 +102,61 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
 
 @cli.command()
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder of photos the model was NOT trained on; pairs are synthesized from all of them.")
+              help="Folder of photos never used for training or calibration; pairs are synthesized from all of them.")
+@click.option("--method", type=click.Choice((*METHODS, "all")), default="hybrid", show_default=True,
+              help="Method to measure; 'all' runs the three on the same pairs, side by side.")
 @click.option("--pairs", type=click.IntRange(min=1), default=1000, show_default=True,
               help="How many pairs to synthesize.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for pair synthesis.")
 @click.option("--photo-max-side", type=click.IntRange(min=16), default=None,
               help="Shrink photos to this longest side first (default: full resolution, as users' files are).")
+@click.option("--megapixels", type=click.FloatRange(min=0.01), default=None,
+              help="Resize every photo (up or down) to about this many megapixels first.")
+@click.option("--crop-range", type=(click.FloatRange(0, 1, min_open=True), click.FloatRange(0, 1, max_open=True)),
+              default=(SynthConfig.crop_min, SynthConfig.crop_max), show_default=True,
+              help="Crop side as a fraction of the original's side, drawn in this range (e.g. 0.012 0.03 for "
+                   "48-120 px crops of 12-megapixel photos).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Model to evaluate [default: the shipped checkpoints/cropnet.pt].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Pairs per forward pass.")
-@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Processes synthesizing pairs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+              help="Model for net and hybrid [default: the shipped checkpoints/cropnet.pt].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as one JSON object.")
 @device_option
-def evaluate(images_dir, pairs, seed, photo_max_side, checkpoint, batch_size, workers, as_json, device):
-    """Measure a model on pairs synthesized from a folder of photos.
+def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_range, checkpoint, as_json, device):
+    """Measure methods on pairs synthesized from a folder of photos.
 
-    The pair mix (kinds, crop sizes, JPEG qualities) is the one stored in the
-    checkpoint; the photos are used whole, none is held out.
+    Every kind of pair the synthesizer makes (true crops; crops of another photo,
+    flipped, past the border, resized), JPEG qualities 25-95 and some lossless;
+    scored per kind, per quality band, and for small and border-touching crops.
     """
     import json
     from dataclasses import replace
 
-    from cropnet.checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint
-    from cropnet.evaluate import evaluate_folder, format_metrics
-    from cropnet.predict import default_checkpoint
+    from cropnet.data import load_folder
+    from cropnet.evaluate import compare_methods, format_comparison, scale_to_megapixels, summarize_answers
+    from cropnet.predict import Predictor
 
-    checkpoint = checkpoint or default_checkpoint()
-    torch_device = resolve_device(device)
+    methods = METHODS if method == "all" else (method,)
+    synth_config = replace(SynthConfig(), photo_max_side=photo_max_side, crop_min=crop_range[0],
+                           crop_max=crop_range[1])
     try:
-        state = load_checkpoint(checkpoint, map_location=torch_device)
-        model = model_from_checkpoint(state, checkpoint).to(torch_device)
-        _, synth_config, _ = configs_from_checkpoint(state)
-        synth_config = replace(synth_config, photo_max_side=photo_max_side)
-        metrics = evaluate_folder(model, images_dir, pairs=pairs, seed=seed, synth_config=synth_config,
-                                  device=torch_device, batch_size=batch_size, workers=workers,
-                                  echo=lambda line: click.echo(line, err=True))
-    except CropnetError as error:
+        torch_device = None if methods == ("classic",) else resolve_device(device)
+        predictors = {name: Predictor(name, checkpoint, torch_device) for name in methods}
+        photos = load_folder(images_dir, photo_max_side)
+    except (CropnetError, ValueError) as error:
         raise CommandError(str(error)) from error
-    click.echo(json.dumps(metrics) if as_json else format_metrics(metrics))
+    click.echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""),
+               err=True)
+    for reason in photos.skipped[:5]:
+        click.echo(f"  skipped {reason}", err=True)
+    images = photos.photos
+    if megapixels:
+        images = [scale_to_megapixels(photo, megapixels) for photo in images]
+    records = compare_methods(predictors, images, pairs=pairs, seed=seed, synth_config=synth_config)
+    summaries = {name: summarize_answers(records, name) for name in methods}
+    if as_json:
+        click.echo(json.dumps({"pairs": pairs, "photos": len(images), "skipped": len(photos.skipped),
+                               "methods": summaries}))
+    else:
+        click.echo(format_comparison(summaries))
 
 
 @cli.command()
@@ -147,15 +164,18 @@ def evaluate(images_dir, pairs, seed, photo_max_side, checkpoint, batch_size, wo
 @click.argument("image_b", required=False, type=click.Path(path_type=Path))
 @click.option("--pairs", "pairs_file", type=click.File("r"), default=None,
               help="CSV with header 'a,b', one pair per row ('-' reads standard input); answers one line per row.")
+@click.option("--method", type=click.Choice(METHODS), default="hybrid", show_default=True,
+              help="classic: pixels only, no network (fastest start); net: the network alone (rough corner); "
+                   "hybrid: the network proposes, full-resolution verification decides.")
 @click.option("--json", "as_json", is_flag=True, help="Answer as JSON (one object per pair).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Model to use [default: the shipped checkpoints/cropnet.pt].")
+              help="Model for net and hybrid [default: the shipped checkpoints/cropnet.pt].")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Paired when the network's paired probability is at least this.")
+              help="net only: paired when the network's paired probability is at least this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels than this [default: 100,000,000].")
 @device_option
-def predict(image_a, image_b, pairs_file, as_json, checkpoint, threshold, max_pixels, device):
+def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold, max_pixels, device):
     """Is IMAGE_B a crop of IMAGE_A, or IMAGE_A a crop of IMAGE_B?
 
     Exit code 0: one is a crop of the other; 1: neither is; 2: an error
@@ -164,7 +184,7 @@ def predict(image_a, image_b, pairs_file, as_json, checkpoint, threshold, max_pi
     import json
 
     from cropnet.images import DEFAULT_MAX_PIXELS, load_image
-    from cropnet.predict import Predictor, default_checkpoint, read_pairs
+    from cropnet.predict import Predictor, read_pairs
 
     if pairs_file is None and (image_a is None or image_b is None):
         raise click.UsageError("give two images, or --pairs FILE")
@@ -183,7 +203,8 @@ def predict(image_a, image_b, pairs_file, as_json, checkpoint, threshold, max_pi
         except CropnetError as error:
             raise CommandError(str(error)) from error
     try:
-        predictor = Predictor(checkpoint or default_checkpoint(), resolve_device(device), threshold)
+        torch_device = None if method == "classic" else resolve_device(device)
+        predictor = Predictor(method, checkpoint, torch_device, threshold)
     except CropnetError as error:
         raise CommandError(str(error)) from error
 

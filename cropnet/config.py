@@ -27,6 +27,7 @@ class SynthConfig:
         "border": 0.125,   # region overlapping the original but running past its border
         "resized": 0.125,  # crop of the original, resized
     })
+    edge_probability: float = 0.1  # chance a true crop is pushed against the original's border(s)
     border_overrun: tuple = (0.1, 0.5)  # part of the crop's side that lies outside the original
     resize_down: tuple = (0.85, 0.95)  # scale ranges of "resized" negatives
     resize_up: tuple = (1.05, 1.20)

@@ -83,8 +83,13 @@ def random_window(image: np.ndarray, width: int, height: int, rng: np.random.Gen
 
 def crop_positive(photo, other, rng, config):
     width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
-    top_left, crop = random_window(photo, width, height, rng)
-    return photo, crop, top_left
+    (x, y), _ = random_window(photo, width, height, rng)
+    if rng.random() < config.edge_probability:
+        # Crops touching a border are rare at random positions, and the edge cases of any search.
+        edges = rng.choice(4, size=int(rng.integers(1, 3)), replace=False)  # left, top, right, bottom
+        x = 0 if 0 in edges else photo.shape[1] - width if 2 in edges else x
+        y = 0 if 1 in edges else photo.shape[0] - height if 3 in edges else y
+    return photo, photo[y:y + height, x:x + width], (x, y)
 
 
 def crop_other(photo, other, rng, config):

@@ -1,30 +1,39 @@
-"""Metrics for a set of pairs: the same numbers after every training epoch and from `evaluate`."""
+"""Metrics for sets of synthesized pairs.
+
+- `predict_loader` and `summarize`: the network alone, batched; the validation
+  numbers written after every training epoch.
+- `compare_methods` and `summarize_answers`: the `evaluate` command. Every method
+  answers the same pairs one at a time, as `predict` would, and the answers are
+  scored per pair kind, per JPEG-quality band and for small and border-touching crops.
+"""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
-import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .config import PAIR_KINDS, SynthConfig
-from .data import PairDataset, PairTransform, load_folder
+from .data import PairDataset
 from .geometry import apply_size_rule
 
 # What PairTransform gives besides the image, carried through to the metrics.
 TARGET_KEYS = ("paired", "swapped", "top_left", "kind", "original_size", "size_a", "size_b")
 
-@torch.no_grad()
 def predict_loader(model, loader, device, progress=None) -> dict:
     """Run the network over a loader of transformed pairs; return predictions and targets as arrays."""
+    import torch
+
     model.eval()
     columns = {k: [] for k in ("paired_prob", "swapped_prob", "top_left_pred", *TARGET_KEYS)}
     net_seconds = 0.0
     for batch in (progress(loader) if progress else loader):
         images = batch["image"].to(device)
         start = time.perf_counter()
-        output = model(images)
+        with torch.no_grad():
+            output = model(images)
         net_seconds += time.perf_counter() - start
         columns["paired_prob"].append(output.paired_logits.softmax(1)[:, 1].cpu())
         columns["swapped_prob"].append(output.swapped_logits.softmax(1)[:, 1].cpu())
@@ -76,30 +85,130 @@ def summarize(records: dict, threshold: float = 0.5) -> dict:
     return metrics
 
 
-def evaluate_folder(model, images_dir, *, pairs: int, seed: int, synth_config: SynthConfig, device,
-                    batch_size: int = 16, workers: int = 1, echo=print) -> dict:
-    """Synthesize `pairs` pairs from every photo in `images_dir` and measure the network on them."""
-    photos = load_folder(images_dir, synth_config.photo_max_side)
-    echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""))
-    for reason in photos.skipped[:5]:
-        echo(f"  skipped {reason}")
-    transform = PairTransform(input_size=model.config.input_size, fit=model.config.fit)
-    dataset = PairDataset(photos.photos, pairs, seed, synth_config, transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    started = time.perf_counter()
-    records = predict_loader(model, loader, device,
-                             progress=lambda it: tqdm(it, desc="evaluate", unit="batch", leave=False))
-    seconds = time.perf_counter() - started
-    metrics = summarize(records)
-    metrics["pairs_per_second"] = pairs / seconds
-    metrics["net_pairs_per_second"] = pairs / max(records["net_seconds"], 1e-9)
-    metrics["photos"] = len(photos.photos)
-    metrics["skipped"] = len(photos.skipped)
-    return metrics
+# ---------------------------------------------------------------- the evaluate command: methods side by side
+
+QUALITY_BANDS = (("q25-44", 25, 44), ("q45-69", 45, 69), ("q70-95", 70, 95), ("lossless", 101, 101))
+SMALL_CROP_SIDE = 100  # px; crops with a shorter side than this are reported as their own band
+
+
+def quality_band(qualities: tuple[int | None, int | None]) -> str:
+    """The band of the pair's lower JPEG quality (a lossless image counts as 101)."""
+    lowest = min(101 if q is None else q for q in qualities)
+    return next((name for name, low, high in QUALITY_BANDS if low <= lowest <= high), "other")
+
+
+def scale_to_megapixels(photo: np.ndarray, megapixels: float) -> np.ndarray:
+    """Resize a photo (up or down) to about `megapixels`, keeping its aspect ratio."""
+    factor = (megapixels * 1e6 / (photo.shape[0] * photo.shape[1])) ** 0.5
+    size = (round(photo.shape[1] * factor), round(photo.shape[0] * factor))
+    return np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BICUBIC))
+
+
+def compare_methods(predictors: dict, photos: list[np.ndarray], *, pairs: int, seed: int,
+                    synth_config: SynthConfig, progress: bool = True) -> list[dict]:
+    """Synthesize `pairs` pairs and let every predictor (name -> Predictor) answer each; one record per pair."""
+    dataset = PairDataset(photos, pairs, seed, synth_config, transform=None)
+    records = []
+    for index in tqdm(range(pairs), desc="evaluate", unit="pair", disable=not progress, leave=False):
+        pair = dataset.pair(index)
+        original, crop = pair.original, pair.crop
+        record = {
+            "kind": pair.kind, "swapped": pair.swapped, "top_left": pair.top_left,
+            "quality_band": quality_band(pair.quality),
+            "small": min(crop.shape[:2]) < SMALL_CROP_SIDE,
+            "touches_border": pair.top_left is not None and (
+                min(pair.top_left) == 0 or pair.top_left[0] + crop.shape[1] == original.shape[1]
+                or pair.top_left[1] + crop.shape[0] == original.shape[0]),
+            "original_size": (original.shape[1], original.shape[0]),
+            "answers": {},
+        }
+        for name, predictor in predictors.items():
+            started = time.perf_counter()
+            answer = predictor.predict_arrays(pair.a, pair.b)
+            record["answers"][name] = {"paired": answer.paired, "swapped": answer.swapped,
+                                       "top_left": answer.top_left, "ambiguous": answer.ambiguous,
+                                       "seconds": time.perf_counter() - started}
+        records.append(record)
+    return records
+
+
+def summarize_answers(records: list[dict], method: str) -> dict:
+    """One method's scores: accuracy overall, per kind, per quality band and band of crops; corners; time."""
+    answers = [r["answers"][method] for r in records]
+    right = np.array([a["paired"] == (r["kind"] == "positive") for r, a in zip(records, answers, strict=True)])
+    seconds = np.array([a["seconds"] for a in answers])
+
+    def accuracy(chosen) -> dict:
+        chosen = np.asarray(chosen, dtype=bool)
+        return {"pairs": int(chosen.sum()), "accuracy": float(right[chosen].mean()) if chosen.any() else None,
+                "ambiguous": int(sum(a["ambiguous"] for a, c in zip(answers, chosen, strict=True) if c))}
+
+    summary = {
+        "pairs": len(records),
+        "paired_accuracy": float(right.mean()),
+        "by_kind": {kind: accuracy([r["kind"] == kind for r in records]) for kind in PAIR_KINDS},
+        "by_quality": {name: accuracy([r["quality_band"] == name for r in records]) for name, _, _ in QUALITY_BANDS},
+        "small_crops": accuracy([r["kind"] == "positive" and r["small"] for r in records]),
+        "border_touching_crops": accuracy([r["kind"] == "positive" and r["touches_border"] for r in records]),
+        "seconds_per_pair": {"median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))},
+    }
+    found = [(r, a) for r, a in zip(records, answers, strict=True) if r["kind"] == "positive" and a["paired"]]
+    if found:
+        errors = np.array([np.subtract(a["top_left"], r["top_left"]) for r, a in found])  # (n, 2) px
+        distance = np.abs(errors).max(axis=1)  # Chebyshev: "within 1 px" means both coordinates
+        sides = np.array([r["original_size"] for r, _ in found], dtype=np.float64)
+        summary.update({
+            "swapped_accuracy": float(np.mean([a["swapped"] == r["swapped"] for r, a in found])),
+            "corner_exact": float(np.mean(distance == 0)),
+            "corner_within_1px": float(np.mean(distance <= 1)),
+            "corner_error_px": {"median": float(np.median(distance)), "max": float(distance.max())},
+            "corner_error_fraction": {"median": float(np.median(np.abs(errors / sides).max(axis=1))),
+                                      "p90": float(np.percentile(np.abs(errors / sides).max(axis=1), 90))},
+        })
+    return summary
+
+
+def format_comparison(summaries: dict) -> str:
+    """The methods' summaries side by side, one column per method."""
+    methods = list(summaries)
+
+    def row(label: str, values: list[str]) -> str:
+        return f"{label:<28}" + "".join(f"{v:>16}" for v in values)
+
+    def band(entry: dict) -> str:
+        if entry["accuracy"] is None:
+            return "-"
+        ambiguous = f" ({entry['ambiguous']}?)" if entry["ambiguous"] else ""
+        return f"{entry['accuracy']:.4f}{ambiguous}"
+
+    first = summaries[methods[0]]
+    lines = [row("method", methods),
+             row("paired accuracy", [f"{summaries[m]['paired_accuracy']:.4f}" for m in methods])]
+    for kind in PAIR_KINDS:
+        label = f"recall on crops (n={first['by_kind'][kind]['pairs']})" if kind == "positive" else \
+            f"rejects {kind} (n={first['by_kind'][kind]['pairs']})"
+        lines.append(row(label, [band(summaries[m]["by_kind"][kind]) for m in methods]))
+    for name, _, _ in QUALITY_BANDS:
+        lines.append(row(f"accuracy {name} (n={first['by_quality'][name]['pairs']})",
+                         [band(summaries[m]["by_quality"][name]) for m in methods]))
+    bands = (("small_crops", f"small crops <{SMALL_CROP_SIDE}px"), ("border_touching_crops", "crops at a border"))
+    for key, label in bands:
+        lines.append(row(f"{label} (n={first[key]['pairs']})", [band(summaries[m][key]) for m in methods]))
+    for key, label in (("swapped_accuracy", "swapped right (found crops)"), ("corner_exact", "corner exact"),
+                       ("corner_within_1px", "corner within 1 px")):
+        lines.append(row(label, [f"{summaries[m][key]:.4f}" if key in summaries[m] else "-" for m in methods]))
+    lines.append(row("corner error median / max px", [
+        f"{summaries[m]['corner_error_px']['median']:.0f} / {summaries[m]['corner_error_px']['max']:.0f}"
+        if "corner_error_px" in summaries[m] else "-" for m in methods]))
+    lines.append(row("seconds/pair median / p95", [
+        f"{summaries[m]['seconds_per_pair']['median']:.3f} / {summaries[m]['seconds_per_pair']['p95']:.3f}"
+        for m in methods]))
+    lines.append("(n?) after an accuracy: answers marked ambiguous, counted as 'paired'")
+    return "\n".join(lines)
 
 
 def format_metrics(metrics: dict) -> str:
-    """A short human-readable report of `summarize`'s output."""
+    """A short human-readable report of `summarize`'s output (the network's validation metrics)."""
     lines = [
         f"pairs              {metrics['pairs']}",
         f"paired accuracy    {metrics['paired_accuracy']:.3f}  "

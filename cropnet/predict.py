@@ -1,4 +1,10 @@
-"""Answer for two image files with a trained network: paired, swapped, top-left corner."""
+"""Answers for pairs of images, by one of three methods.
+
+- "classic": exact localization (verify.py) alone; never imports torch.
+- "net": the trained network alone (a rough corner, no verification).
+- "hybrid": the network proposes the order and a corner, localization searches
+  there first and verifies at full resolution; the answer is the verified one.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,14 @@ import csv
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import DEFAULT_MAX_PIXELS, load_image
+from .verify import VerifyConfig, match_pair
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Found from where the code lives, not the current directory: the repository's
@@ -23,6 +31,9 @@ def default_checkpoint() -> Path:
     return next((p for p in CHECKPOINT_CANDIDATES if p.is_file()), CHECKPOINT_CANDIDATES[0])
 
 
+METHODS = ("hybrid", "classic", "net")
+
+
 @dataclass
 class Prediction:
     a: str
@@ -30,37 +41,98 @@ class Prediction:
     paired: bool
     swapped: bool | None  # the first image is the crop; None when not paired
     top_left: tuple[int, int] | None  # in the original's pixels; None when not paired
-    scores: dict = field(default_factory=dict)  # network probabilities, "paired" and "swapped"
-    method: str = "net"
+    method: str = "net"  # which method answered
+    scores: dict = field(default_factory=dict)  # network probabilities "paired", "swapped"; "verification"
+    ambiguous: bool = False  # the crop fits at several offsets, or is too flat to pin one down
+    candidates: int = 0  # distinct offsets that verified (verifying methods only)
 
     def to_json(self) -> dict:
-        return {"a": self.a, "b": self.b, "paired": self.paired, "swapped": self.swapped,
-                "top_left": list(self.top_left) if self.top_left else None,
-                "scores": {k: round(v, 4) for k, v in self.scores.items()}, "method": self.method}
+        answer = {"a": self.a, "b": self.b, "paired": self.paired, "swapped": self.swapped,
+                  "top_left": list(self.top_left) if self.top_left else None, "method": self.method,
+                  "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+        if self.method != "net":
+            answer.update(ambiguous=self.ambiguous, candidates=self.candidates)
+        return answer
 
     def to_text(self) -> str:
         if not self.paired:
             return f"Neither {self.a} nor {self.b} is a cropped version of the other"
         crop, original = (self.a, self.b) if self.swapped else (self.b, self.a)
         x, y = self.top_left
-        return (f"{crop} is a cropped version of {original}\n"
-                f"The top left corner of {crop} can be found in {original} at about ({x}, {y})")
+        where = "at about" if self.method == "net" else "at"
+        text = (f"{crop} is a cropped version of {original}\n"
+                f"The top left corner of {crop} can be found in {original} {where} ({x}, {y})")
+        if self.ambiguous:
+            text += (f"\nAmbiguous: {self.candidates} distinct positions fit equally well" if self.candidates > 1
+                     else "\nAmbiguous: the crop is too flat to pin its position down exactly")
+        return text
+
+
+class Proposal(NamedTuple):
+    """What the network believes about a pair; hybrid verifies it whatever `paired` says."""
+
+    paired: bool
+    swapped: bool  # after the size rule
+    top_left: tuple[int, int]  # in the original's pixels, for the order `swapped` gives
+    paired_prob: float
+    swapped_prob: float
+
+
+PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
+
+
+def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
+                    verify_config: VerifyConfig = VerifyConfig()) -> Prediction:
+    """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
+
+    With a network `proposal` (hybrid), its order is tried first and the search
+    starts around its corner; the decision still comes from verification.
+    """
+    prefer_swapped, hint, scores = None, None, {}
+    if proposal is not None:
+        prefer_swapped = proposal.swapped
+        scores = {"paired": proposal.paired_prob, "swapped": proposal.swapped_prob}
+        original = b if proposal.swapped else a
+        # The network's corner is rough (median error about a sixth of the side): search a wide window.
+        radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
+        hint = (*proposal.top_left, radius)
+    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint)
+    scores["verification"] = match.score
+    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
+                      "hybrid" if proposal is not None else "classic", scores, match.ambiguous, match.candidates)
 
 
 class Predictor:
-    """A loaded network, reused for every pair (load once, answer many)."""
+    """Answers pairs by one method; the network (for "net" and "hybrid") is loaded once, reused for every pair."""
 
-    def __init__(self, checkpoint_path: str | Path, device=None, threshold: float = 0.5):
-        import torch
+    def __init__(self, method: str = "hybrid", checkpoint_path: str | Path | None = None, device=None,
+                 threshold: float = 0.5):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        self.method, self.threshold, self.model = method, threshold, None
+        if method != "classic":  # classic never imports torch: it starts and answers fast
+            import torch
 
-        from .checkpoint import load_checkpoint, model_from_checkpoint
+            from .checkpoint import load_checkpoint, model_from_checkpoint
 
-        self.device = device or torch.device("cpu")
-        checkpoint = load_checkpoint(checkpoint_path, map_location=self.device)
-        self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
-        self.threshold = threshold
+            checkpoint_path = checkpoint_path or default_checkpoint()
+            self.device = device or torch.device("cpu")
+            checkpoint = load_checkpoint(checkpoint_path, map_location=self.device)
+            self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
 
     def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> Prediction:
+        if self.method == "classic":
+            return predict_classic(a, b, names)
+        proposal = self.propose(a, b)
+        if self.method == "hybrid":
+            return predict_classic(a, b, names, proposal=proposal)
+        scores = {"paired": proposal.paired_prob, "swapped": proposal.swapped_prob}
+        if not proposal.paired:
+            return Prediction(names[0], names[1], False, None, None, "net", scores)
+        return Prediction(names[0], names[1], True, proposal.swapped, proposal.top_left, "net", scores)
+
+    def propose(self, a: np.ndarray, b: np.ndarray) -> Proposal:
+        """The network's view of a pair: probabilities, the size rule, a corner at its input's resolution."""
         import torch
 
         from .data import fit_pair
@@ -74,12 +146,9 @@ class Predictor:
         size_a, size_b = np.array([a.shape[1], a.shape[0]]), np.array([b.shape[1], b.shape[0]])
         paired, swapped = apply_size_rule(np.array(paired_prob >= self.threshold), np.array(swapped_prob >= 0.5),
                                           size_a, size_b)
-        scores = {"paired": paired_prob, "swapped": swapped_prob}
-        if not paired:
-            return Prediction(names[0], names[1], False, None, None, scores)
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
         top_left = corner_in_pixels(output.top_left[0].cpu().numpy(), original, crop)
-        return Prediction(names[0], names[1], True, bool(swapped), top_left, scores)
+        return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob)
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
         a = load_image(path_a, max_pixels)

@@ -45,6 +45,7 @@ class VerifyConfig:
     """Search and decision parameters (chosen with `scripts/calibrate_verify.py`, see docs/verification.md)."""
 
     coarse_min_side: int = 24  # px the crop keeps at the coarse scale
+    coarse_max_factor: int = 8  # ... reduced by at most this: coarser, smooth photos leave the minimum too broad
     coarse_candidates: int = 16  # minima of the coarse search that are refined
     coarse_spacing: int = 3  # coarse px between two kept minima
     refine_radius: int = 2  # px searched around the estimate at each finer level
@@ -53,7 +54,8 @@ class VerifyConfig:
     tile: int = 32  # verification tile side, px (16 for crops under 96 px)
     noise_floor: float = 100.0  # mean squared grey-level residual any tile may have (JPEG noise)
     texture_gain: float = 1.0  # ... plus this share of its one-pixel-shift energy
-    texture_floor: float = 100.0  # one-pixel-shift energy from which a tile pins the offset down
+    texture_floor: float = 100.0  # one-pixel-shift energy from which a tile must fit best exactly at the offset
+    pin_margin: float = 2.0  # mean squared residual by which the offset must beat its neighbours, else ambiguous
     check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
     min_agreement: float = 0.99  # share of tiles that must pass both tests for a crop
     max_verified: int = 4  # candidates verified per image pair order
@@ -68,7 +70,8 @@ class Match:
     score: float  # share of the crop's tiles that agree at `top_left`, 0..1
     ambiguous: bool = False  # flat crop, or several offsets verify
     candidates: int = 0  # distinct offsets that verify (0 when not found)
-    textured_tiles: int = 0  # tiles that pin the offset down
+    textured_tiles: int = 0  # tiles above the texture floor
+    margin: float = 0.0  # lead of the offset over its best one-pixel neighbour (see `pin_margin`)
 
     @classmethod
     def none(cls) -> Match:
@@ -176,9 +179,10 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
 # ---------------------------------------------------------------- search
 
 def coarse_factor(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
-    """The largest power of two that leaves the crop's shorter side at least `coarse_min_side`."""
+    """The largest power of two, up to `coarse_max_factor`, that leaves the crop's shorter side at least
+    `coarse_min_side`."""
     factor = 1
-    while min(crop_shape) // (factor * 2) >= config.coarse_min_side:
+    while min(crop_shape) // (factor * 2) >= config.coarse_min_side and factor < config.coarse_max_factor:
         factor *= 2
     return factor
 
@@ -319,45 +323,60 @@ def tile_grid(crop_shape: tuple[int, int], side: int) -> list[tuple[int, int]]:
 
 
 def neighbour_residuals(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]],
-                        side: int) -> np.ndarray:
-    """(n, 3, 3) mean squared residual of each tile at the offset (x, y) and its eight one-pixel neighbours.
+                        side: int, radius: int = 1) -> np.ndarray:
+    """(n, 2r+1, 2r+1) mean squared residual of each tile at offsets within `radius` px of (x, y).
 
-    Neighbours that would leave the original are +inf.
+    The centre [:, r, r] is (x, y) itself; offsets that would leave the original are +inf.
     """
-    maps = np.full((len(tiles), 3, 3), np.inf, dtype=np.float64)
+    size = 2 * radius + 1
+    maps = np.full((len(tiles), size, size), np.inf, dtype=np.float64)
     for index, (tx, ty) in enumerate(tiles):
         tile = crop[ty:ty + side, tx:tx + side]
         left, top = x + tx, y + ty  # where the tile sits in the original
-        x0, y0 = max(0, left - 1), max(0, top - 1)
-        x1 = min(original.shape[1], left + tile.shape[1] + 1)
-        y1 = min(original.shape[0], top + tile.shape[0] + 1)
+        x0, y0 = max(0, left - radius), max(0, top - radius)
+        x1 = min(original.shape[1], left + tile.shape[1] + radius)
+        y1 = min(original.shape[0], top + tile.shape[0] + radius)
         found = cv2.matchTemplate(original[y0:y1, x0:x1], tile, cv2.TM_SQDIFF) / tile.size
-        maps[index, y0 - top + 1:y0 - top + 1 + found.shape[0], x0 - left + 1:x0 - left + 1 + found.shape[1]] = found
+        row, col = y0 - top + radius, x0 - left + radius
+        maps[index, row:row + found.shape[0], col:col + found.shape[1]] = found
     return maps
 
 
 def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]], side: int,
-           steps: int = 3) -> tuple[int, int, np.ndarray]:
-    """Move (x, y) by single pixels while the textured tiles, summed, fit better next door.
+           radius: int = 3, steps: int = 4) -> tuple[int, int, np.ndarray]:
+    """Move (x, y) to the best offset within `radius` px, by the textured tiles' summed residual, until it stays.
 
-    The coarse-to-fine search can end a pixel or two off on smooth photos, where
-    a few tiles of JPEG block edges weigh as much as the scene; all textured tiles
-    together at full resolution settle it. Returns the offset and its (n, 3, 3) maps.
+    The coarse-to-fine search can end a few pixels off on smooth photos, where
+    a few tiles of JPEG block edges weigh as much as the scene, and the residual's
+    valley can run diagonally; all textured tiles together at full resolution,
+    over a 7 x 7 neighbourhood, settle it. Returns the offset and the tiles'
+    (n, 3, 3) maps around it.
     """
-    maps = neighbour_residuals(original, crop, x, y, tiles, side)
     max_x, max_y = original.shape[1] - crop.shape[1], original.shape[0] - crop.shape[0]
     for _ in range(steps):
         if not tiles:
             break
-        total = maps.sum(axis=0)  # (3, 3); moves that would push the crop out of the original are barred
-        total[:, [x - 1 < 0, False, x + 1 > max_x]] = np.inf
-        total[[y - 1 < 0, False, y + 1 > max_y], :] = np.inf
+        total = neighbour_residuals(original, crop, x, y, tiles, side, radius).sum(axis=0)
+        offsets = np.arange(-radius, radius + 1)
+        # Moves that would push the crop out of the original are barred.
+        total[(y + offsets < 0) | (y + offsets > max_y), :] = np.inf
+        total[:, (x + offsets < 0) | (x + offsets > max_x)] = np.inf
         dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
-        if (dx, dy) == (1, 1):
+        if (dx, dy) == (radius, radius):
             break
-        x, y = x + int(dx) - 1, y + int(dy) - 1
-        maps = neighbour_residuals(original, crop, x, y, tiles, side)
-    return x, y, maps
+        x, y = x + int(dx) - radius, y + int(dy) - radius
+    return x, y, neighbour_residuals(original, crop, x, y, tiles, side)
+
+
+def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, cells: int = 10) -> np.ndarray:
+    """Indices of up to `count` tiles: the most textured ones of each cell of a cells x cells grid,
+    so that one busy corner of the crop does not stand for all of it."""
+    rows, cols = np.divmod(np.arange(texture.size), grid_shape[1])
+    cell = (rows * cells // grid_shape[0]) * cells + cols * cells // grid_shape[1]
+    order = np.lexsort((-texture, cell))  # by cell, most textured first within each
+    rank = np.arange(texture.size) - np.searchsorted(cell[order], cell[order])  # 0, 1, ... within a cell
+    per_cell = max(1, count // cells ** 2)
+    return order[rank < per_cell]
 
 
 def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[tuple[int, int, float]],
@@ -378,11 +397,12 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
     side = verification_tile(crop.shape, config)
     texture = least_shift_energy(crop, side).ravel()  # what a one-pixel error would cost each tile
     textured = int((texture >= config.texture_floor).sum())
-    # The most textured tiles settle the offset at full resolution (even below the floor, on a
-    # smooth photo); those above the floor must each fit best exactly at it.
-    check = np.argsort(texture)[::-1][:config.check_tiles]
-    decisive = texture[check] >= config.texture_floor
     grid = tile_grid(crop.shape, side)
+    # The most textured tiles of every part of the crop settle the offset at full resolution (even
+    # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
+    grid_shape = (len(tile_starts(height, side)), len(tile_starts(width, side)))
+    check = spread_tiles(texture, grid_shape, config.check_tiles)
+    decisive = texture[check] >= config.texture_floor
     check = [grid[index] for index in check]
     best, verified, verified_cost = Match.none(), [], np.inf
     for x, y, cost in candidates[:config.max_verified]:
@@ -397,12 +417,27 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
         if score >= config.min_agreement:
             if not verified:
                 best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
+                best.margin = pin_margin(maps)
             if all(max(abs(x - vx), abs(y - vy)) > 1 for vx, vy in verified):
                 verified.append((x, y))
         elif not verified and score > best.score:
             best = Match(False, None, score)
     if best.found:
         best.candidates = len(verified)
-        best.ambiguous = textured == 0 or len(verified) > 1
+        best.ambiguous = best.margin < config.pin_margin or len(verified) > 1
     return best
+
+
+def pin_margin(maps: np.ndarray) -> float:
+    """How much better the offset fits than its best one-pixel neighbour, in mean squared grey levels.
+
+    Near zero when the crop is flat or only has edges in one direction (a gradient
+    sky, a horizon): then a neighbouring offset fits as well and the corner is a guess.
+    """
+    if len(maps) == 0:
+        return 0.0
+    total = maps.mean(axis=0)  # (3, 3) over the tiles; +inf where a neighbour leaves the original
+    neighbours = np.delete(total.ravel(), 4)
+    neighbours = neighbours[np.isfinite(neighbours)]
+    return float(neighbours.min() - total[1, 1]) if len(neighbours) else float("inf")
 
