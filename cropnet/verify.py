@@ -51,13 +51,14 @@ class VerifyConfig:
     refine_radius: int = 2  # px searched around the estimate at each finer level
     whole_crop_pixels: int = 160_000  # above this, refinement compares textured tiles only
     refine_tiles: int = 6  # ... one per cell of a refine_tiles x refine_tiles grid
-    tile: int = 32  # verification tile side, px (16 for crops under 96 px)
-    noise_floor: float = 100.0  # mean squared grey-level residual any tile may have (JPEG noise)
-    texture_gain: float = 1.0  # ... plus this share of its one-pixel-shift energy
+    tile: int = 32  # verification tile side, px (16 for crops under 64 px)
+    noise_floor: float = 25.0  # mean squared residual any tile may have after 4 x 4 averaging (JPEG noise)
+    texture_gain: float = 0.5  # ... plus this share of its one-pixel-shift energy at that scale
     texture_floor: float = 100.0  # one-pixel-shift energy from which a tile must fit best exactly at the offset
     pin_margin: float = 2.0  # mean squared residual by which the offset must beat its neighbours, else ambiguous
     check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
-    min_agreement: float = 0.99  # share of tiles that must pass both tests for a crop
+    min_agreement: float = 0.99  # share of tiles that must fit within noise for a crop
+    min_best_here: float = 0.9  # share of textured tiles that must fit best exactly at the offset
     max_verified: int = 4  # candidates verified per image pair order
 
 
@@ -313,7 +314,7 @@ def least_shift_energy(image: np.ndarray, side: int) -> np.ndarray:
 
 def verification_tile(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
     """Tile side for a crop: smaller tiles for small crops, so that each still has several."""
-    return config.tile if min(crop_shape) >= 3 * config.tile else config.tile // 2
+    return config.tile if min(crop_shape) >= 2 * config.tile else config.tile // 2
 
 
 def tile_grid(crop_shape: tuple[int, int], side: int) -> list[tuple[int, int]]:
@@ -379,15 +380,41 @@ def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, c
     return order[rank < per_cell]
 
 
+class SmoothedCrop:
+    """The crop as the "within noise" test sees it: reduced by a box filter, tile by tile.
+
+    JPEG noise is mostly fine detail: two encodings of grainy texture at quality
+    25 differ by a mean squared residual of 100-200 grey levels at full resolution,
+    as much as some real mismatches. Averaged over 4 x 4 blocks it shrinks to a
+    few grey levels, while a different scene, a flip, a region past the border or
+    a brightness change still differs by the whole picture.
+    """
+
+    def __init__(self, crop: np.ndarray, side: int):
+        self.factor = 4 if min(crop.shape) >= 32 else 2 if min(crop.shape) >= 16 else 1
+        self.side = max(2, side // self.factor)
+        self.shape = crop.shape
+        self.size = (max(1, crop.shape[1] // self.factor), max(1, crop.shape[0] // self.factor))
+        self.crop = cv2.resize(crop, self.size, interpolation=cv2.INTER_AREA)
+        self.texture = least_shift_energy(self.crop, self.side).ravel()  # (tiles,)
+
+    def residual(self, original: np.ndarray, x: int, y: int) -> np.ndarray:
+        """(tiles,) mean squared residual against the original at (x, y), at the reduced scale."""
+        region = original[y:y + self.shape[0], x:x + self.shape[1]]
+        reduced = cv2.resize(region, self.size, interpolation=cv2.INTER_AREA)
+        return tile_means((self.crop - reduced) ** 2, self.side).ravel()
+
+
 def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[tuple[int, int, float]],
                       config: VerifyConfig) -> Match:
     """Verify candidates, best first, tile by tile at full resolution.
 
-    Two tests per tile. Every tile's residual must stay within JPEG noise plus a
-    share of its own texture (a tile of a different scene, a flipped one or one
-    past the border fails it). Each textured tile must also fit best exactly at the
+    Two tests per tile. Every tile's residual, averaged over 4 x 4 blocks, must
+    stay within JPEG noise plus a share of its own texture (a tile of a different
+    scene, a flipped one or one past the border fails it). Each textured tile must also fit best exactly at the
     offset, not one pixel away (a resized crop drifts by a fraction of a pixel per
-    tile and fails it). The score is the smaller of the two pass rates.
+    tile and fails it; JPEG noise lets a few true tiles fail, hence its lower bar).
+    The score is the smaller of the two pass rates.
 
     The first candidate that passes is the answer. Later candidates with a residual
     near its own are verified too: each that also passes at a distinct offset makes
@@ -396,6 +423,7 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
     height, width = crop.shape
     side = verification_tile(crop.shape, config)
     texture = least_shift_energy(crop, side).ravel()  # what a one-pixel error would cost each tile
+    smoothed = SmoothedCrop(crop, side)
     textured = int((texture >= config.texture_floor).sum())
     grid = tile_grid(crop.shape, side)
     # The most textured tiles of every part of the crop settle the offset at full resolution (even
@@ -409,12 +437,12 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
         if verified and cost > 2 * verified_cost + config.noise_floor:
             break  # clearly worse than the verified answer: cannot be an equally good offset
         x, y, maps = polish(original, crop, x, y, check, side)
-        residual = tile_means((crop - original[y:y + height, x:x + width]) ** 2, side).ravel()
-        within_noise = float((residual <= config.noise_floor + config.texture_gain * texture).mean())
+        residual = smoothed.residual(original, x, y)
+        within_noise = float((residual <= config.noise_floor + config.texture_gain * smoothed.texture).mean())
         neighbours = np.delete(maps.reshape(len(check), 9), 4, axis=1)  # (n, 8): the centre is the offset itself
         best_here = float((maps[decisive, 1, 1] < neighbours[decisive].min(axis=1)).mean()) if decisive.any() else 1.0
         score = min(within_noise, best_here)
-        if score >= config.min_agreement:
+        if within_noise >= config.min_agreement and best_here >= config.min_best_here:
             if not verified:
                 best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
                 best.margin = pin_margin(maps)

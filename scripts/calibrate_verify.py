@@ -22,12 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cropnet.config import PAIR_KINDS, SynthConfig  # noqa: E402
 from cropnet.data import PairDataset, load_folder  # noqa: E402
 from cropnet.verify import (  # noqa: E402
+    SmoothedCrop,
     VerifyConfig,
     least_shift_energy,
     polish,
     search,
+    spread_tiles,
     tile_grid,
-    tile_means,
+    tile_starts,
     to_grey,
     verification_tile,
 )
@@ -43,27 +45,30 @@ def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
     side = verification_tile(crop.shape, config)
     texture = least_shift_energy(crop, side).ravel()
     grid = tile_grid(crop.shape, side)
-    textured = np.argsort(texture)[::-1][:config.check_tiles]
+    grid_shape = (len(tile_starts(crop.shape[0], side)), len(tile_starts(crop.shape[1], side)))
+    textured = spread_tiles(texture, grid_shape, config.check_tiles)  # the tiles verify_candidates checks
     check = [grid[i] for i in textured]
+    smoothed = SmoothedCrop(crop, side)
     candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, crop, config)
     rows = []
     for x, y, cost in candidates[:config.max_verified]:
         x, y, maps = polish(original, crop, x, y, check, side)
-        residual = tile_means((crop - original[y:y + crop.shape[0], x:x + crop.shape[1]]) ** 2, side).ravel()
+        residual = smoothed.residual(original, x, y)
         flat = maps.reshape(len(check), 9)
         best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1) if check else np.zeros(0, bool)
-        rows.append({"top_left": (x, y), "cost": cost, "residual": residual, "texture": texture,
+        rows.append({"top_left": (x, y), "cost": cost, "residual": residual, "texture": smoothed.texture,
                      "checked_texture": texture[textured], "best_here": best_here})
     return rows
 
 
-def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_agreement: float):
+def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_best_here: float,
+           min_agreement: float = 0.99):
     """(found, top_left) as verify_candidates decides it, for one threshold setting."""
     for row in rows:
         within_noise = (row["residual"] <= noise_floor + texture_gain * row["texture"]).mean()
         checked = row["checked_texture"] >= texture_floor
         best_here = row["best_here"][checked].mean() if checked.any() else 1.0
-        if min(within_noise, best_here) >= min_agreement:
+        if within_noise >= min_agreement and best_here >= min_best_here:
             return True, row["top_left"]
     return False, None
 
@@ -86,20 +91,20 @@ def main(images, pairs, seed, photo_max_side):
         records.append((pair.kind, pair.top_left, quality, candidate_tiles(pair, base)))
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    grid = itertools.product((60, 100, 150), (0.5, 1.0, 2.0), (30, 60, 100, 150), (0.95, 0.98, 0.99))
-    print("noise_floor texture_gain texture_floor min_agreement | errors per kind (" + ", ".join(PAIR_KINDS)
+    grid = itertools.product((10, 25, 50), (0.25, 0.5, 1.0), (60, 100, 150), (0.8, 0.9, 0.95, 0.99))
+    print("noise_floor texture_gain texture_floor min_best_here | errors per kind (" + ", ".join(PAIR_KINDS)
           + ") | wrong corner")
-    for noise_floor, texture_gain, texture_floor, min_agreement in grid:
+    for noise_floor, texture_gain, texture_floor, min_best_here in grid:
         errors = dict.fromkeys(PAIR_KINDS, 0)
         totals = dict.fromkeys(PAIR_KINDS, 0)
         wrong_corner = 0
         for kind, top_left, _, rows in records:
-            found, corner = decide(rows, noise_floor, texture_gain, texture_floor, min_agreement)
+            found, corner = decide(rows, noise_floor, texture_gain, texture_floor, min_best_here)
             totals[kind] += 1
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
         counts = ", ".join(f"{errors[k]}/{totals[k]}" for k in PAIR_KINDS)
-        print(f"{noise_floor:>11} {texture_gain:>12} {texture_floor:>13} {min_agreement:>13} | {counts} "
+        print(f"{noise_floor:>11} {texture_gain:>12} {texture_floor:>13} {min_best_here:>13} | {counts} "
               f"| {wrong_corner}")
     dump = Path("runs/calibration.npz")
     dump.parent.mkdir(exist_ok=True)

@@ -54,38 +54,76 @@ def test_help_and_input_errors_do_not_import_torch():
 
 
 def test_train_then_evaluate_then_predict(runner, tiny_checkpoint, photo_folder, crop_files):
-    result = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--pairs", "8", "--checkpoint",
-                                 str(tiny_checkpoint), "--workers", "0", "--json"])
+    result = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--pairs", "12", "--checkpoint",
+                                 str(tiny_checkpoint), "--method", "all", "--json"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.stdout)
-    assert metrics["pairs"] == 8 and metrics["photos"] == 3
-    assert 0 <= metrics["paired_accuracy"] <= 1 and metrics["pairs_per_second"] > 0
-    assert set(metrics["accuracy_by_kind"]) <= {"positive", "other", "flip", "border", "resized"}
+    report = json.loads(result.stdout)
+    assert report["pairs"] == 12 and report["photos"] == 3 and set(report["methods"]) == {"hybrid", "classic", "net"}
+    for summary in report["methods"].values():
+        assert summary["pairs"] == 12 and 0 <= summary["paired_accuracy"] <= 1
+        assert sum(kind["pairs"] for kind in summary["by_kind"].values()) == 12
+        assert sum(band["pairs"] for band in summary["by_quality"].values()) == 12
+    # The verifying methods on textured photos: every answer right, every corner exact.
+    for method in ("hybrid", "classic"):
+        summary = report["methods"][method]
+        assert summary["paired_accuracy"] == 1.0 and summary["corner_exact"] == 1.0
 
-    text = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--pairs", "8", "--checkpoint",
-                               str(tiny_checkpoint), "--workers", "0"])
-    assert text.exit_code == 0 and "paired accuracy" in text.stdout
+    text = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--pairs", "4", "--method", "classic"])
+    assert text.exit_code == 0 and "paired accuracy" in text.stdout and "classic" in text.stdout
 
     original, crop = crop_files
-    result = runner.invoke(cli, ["predict", str(original), str(crop), "--checkpoint", str(tiny_checkpoint),
-                                 "--json"])
-    answer = json.loads(result.stdout)
-    assert result.exit_code == (0 if answer["paired"] else 1)
-    assert answer["a"] == str(original) and answer["b"] == str(crop) and answer["method"] == "net"
-    assert 0 <= answer["scores"]["paired"] <= 1
+    for method in ("net", "hybrid"):
+        result = runner.invoke(cli, ["predict", str(original), str(crop), "--checkpoint", str(tiny_checkpoint),
+                                     "--method", method, "--json"])
+        answer = json.loads(result.stdout)
+        assert result.exit_code == (0 if answer["paired"] else 1)
+        assert answer["a"] == str(original) and answer["b"] == str(crop) and answer["method"] == method
+        assert 0 <= answer["scores"]["paired"] <= 1
+    # hybrid's answer is the verified one, whatever the one-epoch network believes.
+    assert answer["paired"] is True and answer["swapped"] is False and answer["top_left"] == [30, 20]
+    assert answer["scores"]["verification"] == 1.0 and answer["ambiguous"] is False
+
+
+def test_classic_answers_exactly_without_importing_torch(crop_files):
+    original, crop = crop_files
+    code = ("import sys, detect\n"
+            f"try:\n    detect.cli(['predict', '--method', 'classic', '--json', r'{crop}', r'{original}'])\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    answer_line, status_line = result.stdout.strip().splitlines()[-2:]
+    answer = json.loads(answer_line)
+    assert status_line == "0 False"
+    assert answer["paired"] is True and answer["swapped"] is True and answer["top_left"] == [30, 20]
+    assert answer["method"] == "classic" and answer["candidates"] == 1
+
+
+def test_classic_rejects_a_flipped_crop_and_flags_a_flat_one(runner, tmp_path):
+    photo = textured_photo(12, 200, 150)
+    photo[100:, :] = 90  # a flat band along the bottom
+    Image.fromarray(photo).save(tmp_path / "original.png")
+    Image.fromarray(np.ascontiguousarray(photo[10:70, 20:110, :][:, ::-1])).save(tmp_path / "flipped.png")
+    Image.fromarray(photo[110:140, 40:90]).save(tmp_path / "flat.png")
+    original = tmp_path / "original.png"
+    result = runner.invoke(cli, ["predict", "--method", "classic", str(original), str(tmp_path / "flipped.png")])
+    assert result.exit_code == 1 and result.stdout.startswith("Neither")
+    result = runner.invoke(cli, ["predict", "--method", "classic", str(original), str(tmp_path / "flat.png")])
+    assert result.exit_code == 0 and "Ambiguous" in result.stdout
+    answer = json.loads(runner.invoke(cli, ["predict", "--method", "classic", "--json", str(original),
+                                            str(tmp_path / "flat.png")]).stdout)
+    assert answer["paired"] is True and answer["ambiguous"] is True
 
 
 def test_size_rule_decides_order_and_impossible_pairs(runner, tiny_checkpoint, crop_files, tmp_path):
     original, crop = crop_files
     # --threshold 0 makes every pair "paired": the order then comes from the sizes alone.
     result = runner.invoke(cli, ["predict", str(crop), str(original), "--checkpoint", str(tiny_checkpoint),
-                                 "--threshold", "0", "--json"])
+                                 "--method", "net", "--threshold", "0", "--json"])
     answer = json.loads(result.stdout)
     assert result.exit_code == 0 and answer["paired"] is True and answer["swapped"] is True
     x, y = answer["top_left"]
     assert 0 <= x <= 160 - 70 and 0 <= y <= 120 - 60  # the corner leaves room for the crop
     text = runner.invoke(cli, ["predict", str(crop), str(original), "--checkpoint", str(tiny_checkpoint),
-                               "--threshold", "0"])
+                               "--method", "net", "--threshold", "0"])
     assert text.stdout.splitlines()[0] == f"{crop} is a cropped version of {original}"
     assert text.stdout.splitlines()[1].startswith(f"The top left corner of {crop} can be found in {original} at")
 
@@ -94,11 +132,12 @@ def test_size_rule_decides_order_and_impossible_pairs(runner, tiny_checkpoint, c
     Image.fromarray(textured_photo(2, 40, 100)).save(tmp_path / "tall.png")
     wide, tall = tmp_path / "wide.png", tmp_path / "tall.png"
     result = runner.invoke(cli, ["predict", str(wide), str(tall), "--checkpoint", str(tiny_checkpoint),
-                                 "--threshold", "0"])
+                                 "--method", "net", "--threshold", "0"])
     assert result.exit_code == 1
     assert result.stdout.strip() == f"Neither {wide} nor {tall} is a cropped version of the other"
     answer = json.loads(runner.invoke(cli, ["predict", str(wide), str(tall), "--checkpoint",
-                                            str(tiny_checkpoint), "--threshold", "0", "--json"]).stdout)
+                                            str(tiny_checkpoint), "--method", "net", "--threshold", "0",
+                                            "--json"]).stdout)
     assert answer["paired"] is False and answer["swapped"] is None and answer["top_left"] is None
 
 
@@ -111,6 +150,7 @@ def test_pairs_file_answers_every_row_and_flags_the_bad_one(runner, tiny_checkpo
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["a"] for line in lines] == [str(original), str(original), str(crop)]
     assert "error" not in lines[0] and "error" not in lines[2]
+    assert lines[0]["top_left"] == [30, 20] and lines[2]["top_left"] == [30, 20] and lines[2]["swapped"] is True
     assert "gone.jpg" in lines[1]["error"] and "no such file" in lines[1]["error"]
 
     good = tmp_path / "good.csv"
@@ -159,9 +199,14 @@ def test_shipped_model_answers_the_sample_pair(runner, swap):
     result = runner.invoke(cli, ["predict", str(first), str(second), "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
+    assert answer["method"] == "hybrid" and answer["paired"] is True and answer["swapped"] is swap
+    assert tuple(answer["top_left"]) == SAMPLE_TOP_LEFT  # verified at full resolution: exact
+    assert np.isfinite(answer["scores"]["paired"]) and answer["scores"]["verification"] == 1.0
+
+    result = runner.invoke(cli, ["predict", str(first), str(second), "--json", "--method", "net"])
+    answer = json.loads(result.stdout)
     assert answer["paired"] is True and answer["swapped"] is swap
     x, y = answer["top_left"]
     width, height = Image.open(SAMPLE_ORIGINAL).size
-    # The network's corner is approximate (it sees the pair at 128 px): within 5% of each side.
+    # The network alone is approximate (it sees the pair at 128 px): within 5% of each side.
     assert abs(x - SAMPLE_TOP_LEFT[0]) <= 0.05 * width and abs(y - SAMPLE_TOP_LEFT[1]) <= 0.05 * height
-    assert np.isfinite(answer["scores"]["paired"])
