@@ -127,7 +127,7 @@ def compare_methods(predictors: dict, photos: list[np.ndarray], *, pairs: int, s
             answer = predictor.predict_arrays(pair.a, pair.b)
             record["answers"][name] = {"paired": answer.paired, "swapped": answer.swapped,
                                        "top_left": answer.top_left, "ambiguous": answer.ambiguous,
-                                       "seconds": time.perf_counter() - started}
+                                       "searched": answer.searched, "seconds": time.perf_counter() - started}
         records.append(record)
     return records
 
@@ -152,6 +152,9 @@ def summarize_answers(records: list[dict], method: str) -> dict:
         "border_touching_crops": accuracy([r["kind"] == "positive" and r["touches_border"] for r in records]),
         "seconds_per_pair": {"median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))},
     }
+    searched = [a["searched"] for a in answers if a["paired"] and a["searched"]]
+    if searched:  # hybrid: how often the network's proposal window alone held the verified answer
+        summary["found_within_proposal"] = searched.count("proposal") / len(searched)
     found = [(r, a) for r, a in zip(records, answers, strict=True) if r["kind"] == "positive" and a["paired"]]
     if found:
         errors = np.array([np.subtract(a["top_left"], r["top_left"]) for r, a in found])  # (n, 2) px
@@ -200,6 +203,9 @@ def format_comparison(summaries: dict) -> str:
     lines.append(row("corner error median / max px", [
         f"{summaries[m]['corner_error_px']['median']:.0f} / {summaries[m]['corner_error_px']['max']:.0f}"
         if "corner_error_px" in summaries[m] else "-" for m in methods]))
+    lines.append(row("found in the net's window", [f"{summaries[m]['found_within_proposal']:.4f}"
+                                                   if "found_within_proposal" in summaries[m] else "-"
+                                                   for m in methods]))
     lines.append(row("seconds/pair median / p95", [
         f"{summaries[m]['seconds_per_pair']['median']:.3f} / {summaries[m]['seconds_per_pair']['p95']:.3f}"
         for m in methods]))

@@ -45,6 +45,7 @@ class Prediction:
     scores: dict = field(default_factory=dict)  # network probabilities "paired", "swapped"; "verification"
     ambiguous: bool = False  # the crop fits at several offsets, or is too flat to pin one down
     candidates: int = 0  # distinct offsets that verified (verifying methods only)
+    searched: str | None = None  # hybrid: "proposal" when the network's window sufficed, else "full"
 
     def to_json(self) -> dict:
         answer = {"a": self.a, "b": self.b, "paired": self.paired, "swapped": self.swapped,
@@ -52,6 +53,8 @@ class Prediction:
                   "scores": {k: round(v, 4) for k, v in self.scores.items()}}
         if self.method != "net":
             answer.update(ambiguous=self.ambiguous, candidates=self.candidates)
+        if self.searched:
+            answer["searched"] = self.searched
         return answer
 
     def to_text(self) -> str:
@@ -98,8 +101,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint)
     scores["verification"] = match.score
-    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
-                      "hybrid" if proposal is not None else "classic", scores, match.ambiguous, match.candidates)
+    if proposal is None:
+        return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, "classic", scores,
+                          match.ambiguous, match.candidates)
+    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, "hybrid", scores,
+                      match.ambiguous, match.candidates, searched=match.searched if match.paired else "full")
 
 
 class Predictor:

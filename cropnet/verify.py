@@ -59,6 +59,7 @@ class VerifyConfig:
     check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
     min_agreement: float = 0.99  # share of tiles that must fit within noise for a crop
     min_best_here: float = 0.9  # share of textured tiles that must fit best exactly at the offset
+    max_drift: float = 1.0  # px the tiles' sub-pixel positions may drift from one end of the crop to the other
     max_verified: int = 4  # candidates verified per image pair order
 
 
@@ -73,6 +74,7 @@ class Match:
     candidates: int = 0  # distinct offsets that verify (0 when not found)
     textured_tiles: int = 0  # tiles above the texture floor
     margin: float = 0.0  # lead of the offset over its best one-pixel neighbour (see `pin_margin`)
+    searched: str = "full"  # "proposal" when the hint's window alone found it
 
     @classmethod
     def none(cls) -> Match:
@@ -90,6 +92,7 @@ class PairMatch:
     score: float  # verification score of the best order tried
     ambiguous: bool = False
     candidates: int = 0
+    searched: str = "full"  # "proposal": found within the hint's window, the rest of the image unsearched
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -133,7 +136,8 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
     for index, (swapped, original, crop) in enumerate(orders):
         match = locate(original, crop, config, hint=hint if index == 0 else None)
         if match.found:
-            return PairMatch(True, swapped, match.top_left, match.score, match.ambiguous, match.candidates)
+            return PairMatch(True, swapped, match.top_left, match.score, match.ambiguous, match.candidates,
+                             match.searched)
         if best is None or match.score > best.score:
             best = match
     return PairMatch(False, None, None, best.score)
@@ -173,6 +177,7 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     if hint is not None:
         match = verify_candidates(original, crop, search(original, crop, config, window=hint), config)
         if match.found:
+            match.searched = "proposal"
             return match
     return verify_candidates(original, crop, search(original, crop, config), config)
 
@@ -289,16 +294,17 @@ def tile_starts(length: int, side: int) -> np.ndarray:
     return starts
 
 
-def tile_means(values: np.ndarray, side: int) -> np.ndarray:
-    """Mean of `values` over each side x side tile: (h, w) -> (rows, cols)."""
-    rows, cols = tile_starts(values.shape[0], side), tile_starts(values.shape[1], side)
+def tile_means(values: np.ndarray, side: int | tuple[int, int]) -> np.ndarray:
+    """Mean of `values` over each side x side (or (height, width)) tile: (h, w) -> (rows, cols)."""
+    side_y, side_x = (side, side) if isinstance(side, int) else side
+    rows, cols = tile_starts(values.shape[0], side_y), tile_starts(values.shape[1], side_x)
     sums = np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
     heights = np.diff(np.append(rows, values.shape[0]))
     widths = np.diff(np.append(cols, values.shape[1]))
     return sums / np.outer(heights, widths)
 
 
-def least_shift_energy(image: np.ndarray, side: int) -> np.ndarray:
+def least_shift_energy(image: np.ndarray, side: int | tuple[int, int]) -> np.ndarray:
     """Per tile, the mean squared change of its pixels under a one-pixel shift, in the direction
     (across, down, either diagonal) where that change is least.
 
@@ -391,10 +397,14 @@ class SmoothedCrop:
     """
 
     def __init__(self, crop: np.ndarray, side: int):
-        self.factor = 4 if min(crop.shape) >= 32 else 2 if min(crop.shape) >= 16 else 1
-        self.side = max(2, side // self.factor)
+        # Each axis reduced by 4 where the crop is long enough (2, or 1, for thin crops).
+        factors = [4 if length >= 32 else 2 if length >= 16 else 1 for length in crop.shape]  # (y, x)
+        # Less averaging keeps more JPEG noise: a larger floor. JPEG noise is not white, so
+        # averaging n pixels divides it by about sqrt(n), not n (measured on tests/test_verify.py).
+        self.noise_scale = 4 / float(np.sqrt(factors[0] * factors[1]))
+        self.side = (max(2, side // factors[0]), max(2, side // factors[1]))
         self.shape = crop.shape
-        self.size = (max(1, crop.shape[1] // self.factor), max(1, crop.shape[0] // self.factor))
+        self.size = (max(1, crop.shape[1] // factors[1]), max(1, crop.shape[0] // factors[0]))  # cv2's (w, h)
         self.crop = cv2.resize(crop, self.size, interpolation=cv2.INTER_AREA)
         self.texture = least_shift_energy(self.crop, self.side).ravel()  # (tiles,)
 
@@ -438,11 +448,13 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
             break  # clearly worse than the verified answer: cannot be an equally good offset
         x, y, maps = polish(original, crop, x, y, check, side)
         residual = smoothed.residual(original, x, y)
-        within_noise = float((residual <= config.noise_floor + config.texture_gain * smoothed.texture).mean())
+        allowance = config.noise_floor * smoothed.noise_scale + config.texture_gain * smoothed.texture
+        within_noise = float((residual <= allowance).mean())
         neighbours = np.delete(maps.reshape(len(check), 9), 4, axis=1)  # (n, 8): the centre is the offset itself
         best_here = float((maps[decisive, 1, 1] < neighbours[decisive].min(axis=1)).mean()) if decisive.any() else 1.0
         score = min(within_noise, best_here)
-        if within_noise >= config.min_agreement and best_here >= config.min_best_here:
+        if (within_noise >= config.min_agreement and best_here >= config.min_best_here
+                and drift(maps, check, crop.shape) <= config.max_drift):
             if not verified:
                 best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
                 best.margin = pin_margin(maps)
@@ -454,6 +466,35 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
         best.candidates = len(verified)
         best.ambiguous = best.margin < config.pin_margin or len(verified) > 1
     return best
+
+
+def drift(maps: np.ndarray, tiles: list[tuple[int, int]], crop_shape: tuple[int, int]) -> float:
+    """How far, in px, the tiles' best sub-pixel positions drift across the crop (the larger of x and y).
+
+    Each tile's sub-pixel offset comes from a parabola through its residual at the
+    offset and its two neighbours along an axis. A true crop's tiles all sit at 0;
+    a crop resized by 0.95 sits at 0 near one point and drifts by 5% of the
+    distance from it, a straight line whose slope, times the crop's extent, this
+    returns. Tiles are weighted by the parabola's curvature (how sharply they fit).
+    """
+    if len(tiles) < 3:
+        return 0.0
+    centres = np.array(tiles, dtype=np.float64)  # (n, 2) tile corners (x, y); their spread is what matters
+    drifts = []
+    for axis, (before, after), extent in ((0, (maps[:, 1, 0], maps[:, 1, 2]), crop_shape[1]),
+                                          (1, (maps[:, 0, 1], maps[:, 2, 1]), crop_shape[0])):
+        curvature = before - 2 * maps[:, 1, 1] + after
+        usable = np.isfinite(curvature) & (curvature > 0)
+        if usable.sum() < 3 or np.ptp(centres[usable, axis]) == 0:
+            drifts.append(0.0)
+            continue
+        # Sub-pixel position, px; beyond half a pixel the parabola says "not here", not where.
+        offset = np.clip((before[usable] - after[usable]) / (2 * curvature[usable]), -1, 1)
+        position, weight = centres[usable, axis], curvature[usable]
+        mean = np.average(position, weights=weight)
+        slope = np.sum(weight * (position - mean) * offset) / np.sum(weight * (position - mean) ** 2)
+        drifts.append(abs(slope) * extent)
+    return max(drifts)
 
 
 def pin_margin(maps: np.ndarray) -> float:

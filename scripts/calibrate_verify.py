@@ -24,6 +24,7 @@ from cropnet.data import PairDataset, load_folder  # noqa: E402
 from cropnet.verify import (  # noqa: E402
     SmoothedCrop,
     VerifyConfig,
+    drift,
     least_shift_energy,
     polish,
     search,
@@ -56,19 +57,21 @@ def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
         residual = smoothed.residual(original, x, y)
         flat = maps.reshape(len(check), 9)
         best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1) if check else np.zeros(0, bool)
-        rows.append({"top_left": (x, y), "cost": cost, "residual": residual, "texture": smoothed.texture,
+        rows.append({"top_left": (x, y), "cost": cost, "residual": residual / smoothed.noise_scale,
+                     "drift": drift(maps, check, crop.shape),
+                     "texture": smoothed.texture / smoothed.noise_scale,
                      "checked_texture": texture[textured], "best_here": best_here})
     return rows
 
 
 def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_best_here: float,
-           min_agreement: float = 0.99):
+           max_drift: float, min_agreement: float = 0.99):
     """(found, top_left) as verify_candidates decides it, for one threshold setting."""
     for row in rows:
         within_noise = (row["residual"] <= noise_floor + texture_gain * row["texture"]).mean()
         checked = row["checked_texture"] >= texture_floor
         best_here = row["best_here"][checked].mean() if checked.any() else 1.0
-        if within_noise >= min_agreement and best_here >= min_best_here:
+        if within_noise >= min_agreement and best_here >= min_best_here and row["drift"] <= max_drift:
             return True, row["top_left"]
     return False, None
 
@@ -91,21 +94,25 @@ def main(images, pairs, seed, photo_max_side):
         records.append((pair.kind, pair.top_left, quality, candidate_tiles(pair, base)))
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    grid = itertools.product((10, 25, 50), (0.25, 0.5, 1.0), (60, 100, 150), (0.8, 0.9, 0.95, 0.99))
-    print("noise_floor texture_gain texture_floor min_best_here | errors per kind (" + ", ".join(PAIR_KINDS)
-          + ") | wrong corner")
-    for noise_floor, texture_gain, texture_floor, min_best_here in grid:
+    grid = list(itertools.product((10, 25, 50), (0.5, 1.0), (60, 100, 150), (0.8, 0.9, 0.95), (0.3, 0.5, 1.0, np.inf)))
+    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here, base.max_drift)
+    results = []
+    for setting in grid + [chosen]:
         errors = dict.fromkeys(PAIR_KINDS, 0)
         totals = dict.fromkeys(PAIR_KINDS, 0)
         wrong_corner = 0
         for kind, top_left, _, rows in records:
-            found, corner = decide(rows, noise_floor, texture_gain, texture_floor, min_best_here)
+            found, corner = decide(rows, *setting)
             totals[kind] += 1
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
+        results.append((sum(errors.values()), setting, errors, totals, wrong_corner))
+    print("errors | noise_floor texture_gain texture_floor min_best_here max_drift | errors per kind ("
+          + ", ".join(PAIR_KINDS) + ") | positives found at a wrong corner")
+    for total, setting, errors, totals, wrong_corner in sorted(results[:-1], key=lambda r: r[0])[:15] + [results[-1]]:
+        label = "chosen: " if setting == chosen else ""
         counts = ", ".join(f"{errors[k]}/{totals[k]}" for k in PAIR_KINDS)
-        print(f"{noise_floor:>11} {texture_gain:>12} {texture_floor:>13} {min_best_here:>13} | {counts} "
-              f"| {wrong_corner}")
+        print(f"{label}{total} | " + " ".join(f"{v:g}" for v in setting) + f" | {counts} | {wrong_corner}")
     dump = Path("runs/calibration.npz")
     dump.parent.mkdir(exist_ok=True)
     np.save(dump.with_suffix(".npy"), np.array(records, dtype=object), allow_pickle=True)
