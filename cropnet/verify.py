@@ -59,7 +59,6 @@ class VerifyConfig:
     check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
     min_agreement: float = 0.99  # share of tiles that must fit within noise for a crop
     min_best_here: float = 0.9  # share of textured tiles that must fit best exactly at the offset
-    max_drift: float = 1.0  # px the tiles' sub-pixel positions may drift from one end of the crop to the other
     max_verified: int = 4  # candidates verified per image pair order
 
 
@@ -453,8 +452,7 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
         neighbours = np.delete(maps.reshape(len(check), 9), 4, axis=1)  # (n, 8): the centre is the offset itself
         best_here = float((maps[decisive, 1, 1] < neighbours[decisive].min(axis=1)).mean()) if decisive.any() else 1.0
         score = min(within_noise, best_here)
-        if (within_noise >= config.min_agreement and best_here >= config.min_best_here
-                and drift(maps, check, crop.shape) <= config.max_drift):
+        if within_noise >= config.min_agreement and best_here >= config.min_best_here:
             if not verified:
                 best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
                 best.margin = pin_margin(maps)
@@ -466,35 +464,6 @@ def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[t
         best.candidates = len(verified)
         best.ambiguous = best.margin < config.pin_margin or len(verified) > 1
     return best
-
-
-def drift(maps: np.ndarray, tiles: list[tuple[int, int]], crop_shape: tuple[int, int]) -> float:
-    """How far, in px, the tiles' best sub-pixel positions drift across the crop (the larger of x and y).
-
-    Each tile's sub-pixel offset comes from a parabola through its residual at the
-    offset and its two neighbours along an axis. A true crop's tiles all sit at 0;
-    a crop resized by 0.95 sits at 0 near one point and drifts by 5% of the
-    distance from it, a straight line whose slope, times the crop's extent, this
-    returns. Tiles are weighted by the parabola's curvature (how sharply they fit).
-    """
-    if len(tiles) < 3:
-        return 0.0
-    centres = np.array(tiles, dtype=np.float64)  # (n, 2) tile corners (x, y); their spread is what matters
-    drifts = []
-    for axis, (before, after), extent in ((0, (maps[:, 1, 0], maps[:, 1, 2]), crop_shape[1]),
-                                          (1, (maps[:, 0, 1], maps[:, 2, 1]), crop_shape[0])):
-        curvature = before - 2 * maps[:, 1, 1] + after
-        usable = np.isfinite(curvature) & (curvature > 0)
-        if usable.sum() < 3 or np.ptp(centres[usable, axis]) == 0:
-            drifts.append(0.0)
-            continue
-        # Sub-pixel position, px; beyond half a pixel the parabola says "not here", not where.
-        offset = np.clip((before[usable] - after[usable]) / (2 * curvature[usable]), -1, 1)
-        position, weight = centres[usable, axis], curvature[usable]
-        mean = np.average(position, weights=weight)
-        slope = np.sum(weight * (position - mean) * offset) / np.sum(weight * (position - mean) ** 2)
-        drifts.append(abs(slope) * extent)
-    return max(drifts)
 
 
 def pin_margin(maps: np.ndarray) -> float:

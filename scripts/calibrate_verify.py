@@ -24,7 +24,6 @@ from cropnet.data import PairDataset, load_folder  # noqa: E402
 from cropnet.verify import (  # noqa: E402
     SmoothedCrop,
     VerifyConfig,
-    drift,
     least_shift_energy,
     polish,
     search,
@@ -34,6 +33,8 @@ from cropnet.verify import (  # noqa: E402
     to_grey,
     verification_tile,
 )
+
+TEXTURE_FLOORS = (60, 100, 150)  # texture_floor values on the grid
 
 
 def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
@@ -58,20 +59,19 @@ def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
         flat = maps.reshape(len(check), 9)
         best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1) if check else np.zeros(0, bool)
         rows.append({"top_left": (x, y), "cost": cost, "residual": residual / smoothed.noise_scale,
-                     "drift": drift(maps, check, crop.shape),
                      "texture": smoothed.texture / smoothed.noise_scale,
                      "checked_texture": texture[textured], "best_here": best_here})
     return rows
 
 
 def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_best_here: float,
-           max_drift: float, min_agreement: float = 0.99):
+           min_agreement: float = 0.99):
     """(found, top_left) as verify_candidates decides it, for one threshold setting."""
     for row in rows:
         within_noise = (row["residual"] <= noise_floor + texture_gain * row["texture"]).mean()
         checked = row["checked_texture"] >= texture_floor
         best_here = row["best_here"][checked].mean() if checked.any() else 1.0
-        if within_noise >= min_agreement and best_here >= min_best_here and row["drift"] <= max_drift:
+        if within_noise >= min_agreement and best_here >= min_best_here:
             return True, row["top_left"]
     return False, None
 
@@ -94,8 +94,8 @@ def main(images, pairs, seed, photo_max_side):
         records.append((pair.kind, pair.top_left, quality, candidate_tiles(pair, base)))
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    grid = list(itertools.product((10, 25, 50), (0.5, 1.0), (60, 100, 150), (0.8, 0.9, 0.95), (0.3, 0.5, 1.0, np.inf)))
-    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here, base.max_drift)
+    grid = list(itertools.product((10, 25, 50), (0.5, 1.0), TEXTURE_FLOORS, (0.8, 0.9, 0.95)))
+    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here)
     results = []
     for setting in grid + [chosen]:
         errors = dict.fromkeys(PAIR_KINDS, 0)
@@ -107,7 +107,7 @@ def main(images, pairs, seed, photo_max_side):
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
         results.append((sum(errors.values()), setting, errors, totals, wrong_corner))
-    print("errors | noise_floor texture_gain texture_floor min_best_here max_drift | errors per kind ("
+    print("errors | noise_floor texture_gain texture_floor min_best_here | errors per kind ("
           + ", ".join(PAIR_KINDS) + ") | positives found at a wrong corner")
     for total, setting, errors, totals, wrong_corner in sorted(results[:-1], key=lambda r: r[0])[:15] + [results[-1]]:
         label = "chosen: " if setting == chosen else ""
