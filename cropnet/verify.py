@@ -3,30 +3,31 @@
 Pure functions on arrays (grey or RGB, any size); OpenCV and numpy only, no torch,
 so `predict --method classic` starts and answers quickly.
 
-How `locate(original, crop)` works:
+How `locate(original, crop)` works (details and measurements: docs/verification.md):
 
-1. Coarse search. Both images are shrunk by the largest power of two that leaves
+1. Coarse search. Both images are shrunk by a power of two (at most 8) that leaves
    the crop at least `coarse_min_side` px, and `cv2.matchTemplate` with squared
    differences (TM_SQDIFF) scores every offset. The best `coarse_candidates`
-   minima are kept, each at least a few px from the others: smooth ramps, straight
-   edges and repeating patterns give many near-equal minima, and the true one is
-   not always the lowest at a reduced scale.
-2. Refinement. Each candidate is followed down the scale pyramid, searching +-2 px
-   at every level with squared differences. Normalised correlation is not used
-   here: it slides along ramps and edges (an offset 1-30 px off still scores 0.98).
-   Large crops are compared on a spread of their most textured tiles, which fixes
-   the offset as well as the whole crop does, at a fraction of the cost.
-3. Verification at full resolution, tile by tile. For each tile of the crop, the
-   squared residual against the original at the offset must stay within what JPEG
-   noise allows, and well below what a one-pixel shift of that tile costs (its
-   "texture"). An average over the whole crop would let through a region that runs
-   past the original's border, a flipped crop or a resized one, since most of such
-   a crop can still fit; a per-tile test requires every part to fit.
+   minima are kept, each a few px from the others: smooth ramps, straight edges
+   and repeating patterns give many near-equal minima, and the true one is not
+   always the lowest at a reduced scale.
+2. Refinement. Each candidate is followed down the scale pyramid, +-2 px at every
+   level, by squared differences. Normalised correlation is not used: it slides
+   along ramps and edges (an offset 1-30 px off still scores 0.98). Large crops
+   are compared on a spread of their most textured tiles, which fixes the offset
+   as well as the whole crop does, at a fraction of the cost. At full resolution
+   the textured tiles together polish the offset over a 7 x 7 neighbourhood.
+3. Verification at full resolution, tile by tile. Every tile must fit within JPEG
+   noise (compared after 4 x 4 averaging, where that noise is small), and each
+   textured tile must fit strictly better at the offset than one pixel away. An
+   average over the whole crop would let through a region that runs past the
+   original's border, a flipped crop or a resized one, since most of such a crop
+   can still fit; the per-tile tests require every part to fit.
 
-Tiles whose texture is below `texture_floor` (flat sky, a blurred background, a
-straight edge) cannot pin the offset down. A crop made only of such tiles, or one
-that verifies at several distinct offsets, is reported as `ambiguous`: the answer
-is the best offset found, not a proof that it is the only one.
+When the offset barely beats its one-pixel neighbours (flat sky, a gradient, a
+crop whose only structure is a horizon), or several distinct offsets verify (a
+repeating pattern), the answer is `ambiguous`: the best offset found, not a proof
+that it is the only one.
 
 Colour is not compared: matching works on luma, where JPEG keeps full resolution.
 An edit that changes only colours is therefore not detected.
