@@ -138,14 +138,22 @@ def summarize_answers(records: list[dict], method: str) -> dict:
     right = np.array([a["paired"] == (r["kind"] == "positive") for r, a in zip(records, answers, strict=True)])
     seconds = np.array([a["seconds"] for a in answers])
 
+    ambiguous = np.array([a["ambiguous"] for a in answers], dtype=bool)
+
     def accuracy(chosen) -> dict:
+        """Accuracy over all chosen pairs (an ambiguous answer counts as "paired"), and over the
+        decided ones: those the method did not flag as ambiguous."""
         chosen = np.asarray(chosen, dtype=bool)
+        decided = chosen & ~ambiguous
         return {"pairs": int(chosen.sum()), "accuracy": float(right[chosen].mean()) if chosen.any() else None,
-                "ambiguous": int(sum(a["ambiguous"] for a, c in zip(answers, chosen, strict=True) if c))}
+                "ambiguous": int((chosen & ambiguous).sum()),
+                "decided_accuracy": float(right[decided].mean()) if decided.any() else None}
 
     summary = {
         "pairs": len(records),
         "paired_accuracy": float(right.mean()),
+        "ambiguous_answers": int(ambiguous.sum()),
+        "decided_accuracy": float(right[~ambiguous].mean()) if (~ambiguous).any() else None,
         "by_kind": {kind: accuracy([r["kind"] == kind for r in records]) for kind in PAIR_KINDS},
         "by_quality": {name: accuracy([r["quality_band"] == name for r in records]) for name, _, _ in QUALITY_BANDS},
         "small_crops": accuracy([r["kind"] == "positive" and r["small"] for r in records]),
@@ -160,9 +168,13 @@ def summarize_answers(records: list[dict], method: str) -> dict:
         errors = np.array([np.subtract(a["top_left"], r["top_left"]) for r, a in found])  # (n, 2) px
         distance = np.abs(errors).max(axis=1)  # Chebyshev: "within 1 px" means both coordinates
         sides = np.array([r["original_size"] for r, _ in found], dtype=np.float64)
+        decided = np.array([not a["ambiguous"] for _, a in found])
         summary.update({
             "swapped_accuracy": float(np.mean([a["swapped"] == r["swapped"] for r, a in found])),
             "corner_exact": float(np.mean(distance == 0)),
+            # Where the answer was not flagged ambiguous: a flat crop's corner cannot be pinned down.
+            "corner_exact_decided": float(np.mean(distance[decided] == 0)) if decided.any() else None,
+            "corner_within_1px_decided": float(np.mean(distance[decided] <= 1)) if decided.any() else None,
             "corner_within_1px": float(np.mean(distance <= 1)),
             "corner_error_px": {"median": float(np.median(distance)), "max": float(distance.max())},
             "corner_error_fraction": {"median": float(np.median(np.abs(errors / sides).max(axis=1))),
@@ -181,12 +193,17 @@ def format_comparison(summaries: dict) -> str:
     def band(entry: dict) -> str:
         if entry["accuracy"] is None:
             return "-"
-        ambiguous = f" ({entry['ambiguous']}?)" if entry["ambiguous"] else ""
-        return f"{entry['accuracy']:.4f}{ambiguous}"
+        if not entry["ambiguous"]:
+            return f"{entry['accuracy']:.4f}"
+        decided = "-" if entry["decided_accuracy"] is None else f"{entry['decided_accuracy']:.4f}"
+        return f"{entry['accuracy']:.3f}|{decided}|{entry['ambiguous']}"
 
     first = summaries[methods[0]]
     lines = [row("method", methods),
-             row("paired accuracy", [f"{summaries[m]['paired_accuracy']:.4f}" for m in methods])]
+             row("paired accuracy", [f"{summaries[m]['paired_accuracy']:.4f}" for m in methods]),
+             row("... of decided answers", ["-" if summaries[m]["decided_accuracy"] is None
+                                            else f"{summaries[m]['decided_accuracy']:.4f}" for m in methods]),
+             row("ambiguous answers", [str(summaries[m]["ambiguous_answers"]) for m in methods])]
     for kind in PAIR_KINDS:
         label = f"recall on crops (n={first['by_kind'][kind]['pairs']})" if kind == "positive" else \
             f"rejects {kind} (n={first['by_kind'][kind]['pairs']})"
@@ -198,8 +215,10 @@ def format_comparison(summaries: dict) -> str:
     for key, label in bands:
         lines.append(row(f"{label} (n={first[key]['pairs']})", [band(summaries[m][key]) for m in methods]))
     for key, label in (("swapped_accuracy", "swapped right (found crops)"), ("corner_exact", "corner exact"),
-                       ("corner_within_1px", "corner within 1 px")):
-        lines.append(row(label, [f"{summaries[m][key]:.4f}" if key in summaries[m] else "-" for m in methods]))
+                       ("corner_within_1px", "corner within 1 px"), ("corner_exact_decided", "  ... exact, decided"),
+                       ("corner_within_1px_decided", "  ... within 1 px, decided")):
+        lines.append(row(label, [f"{summaries[m][key]:.4f}" if summaries[m].get(key) is not None else "-"
+                                 for m in methods]))
     lines.append(row("corner error median / max px", [
         f"{summaries[m]['corner_error_px']['median']:.0f} / {summaries[m]['corner_error_px']['max']:.0f}"
         if "corner_error_px" in summaries[m] else "-" for m in methods]))
@@ -209,7 +228,7 @@ def format_comparison(summaries: dict) -> str:
     lines.append(row("seconds/pair median / p95", [
         f"{summaries[m]['seconds_per_pair']['median']:.3f} / {summaries[m]['seconds_per_pair']['p95']:.3f}"
         for m in methods]))
-    lines.append("(n?) after an accuracy: answers marked ambiguous, counted as 'paired'")
+    lines.append("a|b|n: accuracy a counting n ambiguous answers as 'paired'; b over the decided (non-ambiguous) ones")
     return "\n".join(lines)
 
 
