@@ -188,7 +188,7 @@ def format_comparison(summaries: dict) -> str:
     methods = list(summaries)
 
     def row(label: str, values: list[str]) -> str:
-        return f"{label:<28}" + "".join(f"{v:>16}" for v in values)
+        return f"{label:<28}" + "".join(f"{v:>20}" for v in values)
 
     def band(entry: dict) -> str:
         if entry["accuracy"] is None:
