@@ -9,6 +9,7 @@ that need it, so `--help` and input errors answer at once.
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -41,10 +42,25 @@ device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda
                              show_default=True, help="Where the network runs; auto picks CUDA when present.")
 
 
+def context_debug() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and (context.find_root().obj or {}).get("debug"))
+
+
+def fail(error: Exception, prefix: str = "") -> CommandError:
+    """The one-line error for `error`; with --debug, its traceback is printed first."""
+    if context_debug():
+        traceback.print_exception(error, file=sys.stderr)
+    return CommandError(f"{prefix}{error}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cropnet")
-def cli():
+@click.option("--debug", is_flag=True, help="Print the traceback behind an error message.")
+@click.pass_context
+def cli(context, debug):
     """Tell whether one image is a cropped version of the other, which one, and where."""
+    context.obj = {"debug": debug}
 
 
 @cli.command()
@@ -95,7 +111,7 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
                             train_config=train_config, device=resolve_device(device), resume=resume,
                             pretrained=pretrained, echo=click.echo)
     except (CropnetError, ValueError) as error:
-        raise CommandError(str(error)) from error
+        raise fail(error) from error
     click.echo(f"best validation paired accuracy {best.get('paired_accuracy', float('nan')):.3f}; "
                f"checkpoints in {out_dir}")
 
@@ -142,7 +158,7 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
         predictors = {name: Predictor(name, checkpoint, torch_device) for name in methods}
         photos = load_folder(images_dir, photo_max_side)
     except (CropnetError, ValueError) as error:
-        raise CommandError(str(error)) from error
+        raise fail(error) from error
     click.echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""),
                err=True)
     for reason in photos.skipped[:5]:
@@ -196,17 +212,17 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
         try:
             rows = read_pairs(pairs_file)  # a wrong header fails here, before the model loads
         except CropnetError as error:
-            raise CommandError(f"{pairs_file.name}: {error}") from error
+            raise fail(error, f"{pairs_file.name}: ") from error
     else:
         try:  # a bad image fails here, before torch and the model are loaded
             images = load_image(image_a, max_pixels), load_image(image_b, max_pixels)
         except CropnetError as error:
-            raise CommandError(str(error)) from error
+            raise fail(error) from error
     try:
         torch_device = None if method == "classic" else resolve_device(device)
         predictor = Predictor(method, checkpoint, torch_device, threshold)
     except CropnetError as error:
-        raise CommandError(str(error)) from error
+        raise fail(error) from error
 
     def show(answer: dict, text: str) -> None:
         click.echo(json.dumps(answer) if as_json else text)
@@ -216,8 +232,11 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
         show(prediction.to_json(), prediction.to_text())
         sys.exit(EXIT_PAIRED if prediction.paired else EXIT_NOT_PAIRED)
 
+    from tqdm import tqdm
+
     failed = 0
-    for row in rows:
+    # The bar goes to stderr, and only when a person watches it: stdout stays one answer per line.
+    for row in tqdm(rows, desc="predict", unit="pair", file=sys.stderr, disable=not sys.stderr.isatty()):
         if "error" not in row:
             try:
                 prediction = predictor.predict_files(row["a"], row["b"], max_pixels)
@@ -225,6 +244,10 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
                 continue
             except CropnetError as error:
                 row["error"] = str(error)
+            except Exception as error:  # a bug on one row must not lose the batch's other answers
+                if context_debug():
+                    traceback.print_exception(error, file=sys.stderr)
+                row["error"] = f"{row['a']}, {row['b']}: internal error ({type(error).__name__}: {error})"
         failed += 1
         show(row, f"error: {row['error']}")
     sys.exit(EXIT_ERROR if failed else EXIT_PAIRED)

@@ -2,7 +2,9 @@
 
 Rules, so that both images of a pair are treated the same way:
 - EXIF orientation is applied, so coordinates refer to the image as viewers show it.
-- Everything becomes 8-bit RGB. Transparent pixels are composited on white,
+- Everything becomes 8-bit RGB. CMYK goes through its embedded ICC profile when it has one
+  (RGB profiles are ignored, so a crop saved without its original's profile still matches).
+  Transparent pixels are composited on white,
   16- and 32-bit greys are scaled to 8 bits, palette and 1-bit images are expanded,
   and animations contribute their first frame.
 - The pixel count is checked from the header, before any pixel is decoded.
@@ -11,6 +13,7 @@ Rules, so that both images of a pair are treated the same way:
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -79,7 +82,25 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         image = Image.alpha_composite(canvas, rgba)
+    if image.mode == "CMYK" and image.info.get("icc_profile"):
+        image = cmyk_to_srgb(image)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def cmyk_to_srgb(image: Image.Image) -> Image.Image:
+    """A CMYK image through its embedded ICC profile to sRGB; Pillow's plain formula if the profile is unusable.
+
+    Only CMYK goes through its profile: it has to be converted somehow, and the profile says
+    how. RGB profiles are ignored on purpose, so a crop saved without its original's profile
+    keeps the same pixel values and is still found.
+    """
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        return ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image.convert("RGB")
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
