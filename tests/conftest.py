@@ -23,6 +23,16 @@ def textured_photo(seed: int, width: int = 120, height: int = 90) -> np.ndarray:
     return np.clip(smooth + grain, 0, 255).astype(np.uint8)
 
 
+def assert_one_line_error(result, *fragments):
+    """A CLI failure as users must see it: exit code 2, one 'Error: ...' line naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
 @pytest.fixture
 def photo_folder(tmp_path) -> Path:
     """Three photos in a nested folder, in three formats, plus a file that is not an image."""

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, textured_photo
+from conftest import REPO, assert_one_line_error, textured_photo
 from PIL import Image
 
 from detect import cli
@@ -22,15 +22,6 @@ def crop_files(tmp_path):
     Image.fromarray(photo).save(tmp_path / "original.png")
     Image.fromarray(photo[20:80, 30:100]).save(tmp_path / "crop.jpg", quality=80)
     return tmp_path / "original.png", tmp_path / "crop.jpg"
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_the_three_commands(runner):

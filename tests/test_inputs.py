@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import textured_photo
+from conftest import assert_one_line_error, textured_photo
 from PIL import Image
 
 from detect import cli
@@ -26,15 +26,6 @@ def original_and_crop() -> tuple[np.ndarray, np.ndarray]:
 
 def predict(runner, *args):
     return runner.invoke(cli, ["predict", "--method", "classic", "--json", *map(str, args)])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def truncated(path):
