@@ -190,8 +190,11 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
               help="net only: paired when the network's paired probability is at least this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels than this [default: 100,000,000].")
+@click.option("--visualize", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a picture of the answer (PNG): the original with the crop's rectangle, the crop "
+                   "beside it, the verdict below. Two images only, not with --pairs.")
 @device_option
-def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold, max_pixels, device):
+def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold, max_pixels, visualize, device):
     """Is IMAGE_B a crop of IMAGE_A, or IMAGE_A a crop of IMAGE_B?
 
     Exit code 0: one is a crop of the other; 1: neither is; 2: an error
@@ -206,6 +209,8 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
         raise click.UsageError("give two images, or --pairs FILE")
     if pairs_file is not None and image_a is not None:
         raise click.UsageError("give either two images or --pairs FILE, not both")
+    if pairs_file is not None and visualize is not None:
+        raise click.UsageError("--visualize draws one pair: give two images, not --pairs")
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     rows = None
     if pairs_file is not None:
@@ -230,6 +235,13 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
     if rows is None:
         prediction = predictor.predict_arrays(*images, names=(str(image_a), str(image_b)))
         show(prediction.to_json(), prediction.to_text())
+        if visualize is not None:
+            from cropnet.visualize import draw_answer
+
+            try:
+                draw_answer(*images, prediction).save(visualize, format="PNG")
+            except OSError as error:
+                raise fail(error, f"{visualize}: cannot write the picture: ") from error
         sys.exit(EXIT_PAIRED if prediction.paired else EXIT_NOT_PAIRED)
 
     from tqdm import tqdm

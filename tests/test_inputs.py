@@ -186,3 +186,21 @@ def test_mutated_files_never_crash_or_hang(runner, tmp_path, format_name):
         assert "Traceback" not in result.output
         if result.exit_code == 2:
             assert result.stderr.strip().startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_visualize_draws_the_rectangle_where_the_crop_is(runner, tmp_path):
+    original, crop = original_and_crop()
+    Image.fromarray(original).save(tmp_path / "original.png")
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    picture = tmp_path / "answer.png"
+    result = runner.invoke(cli, ["predict", "--method", "classic", "--visualize", str(picture),
+                                 str(tmp_path / "crop.png"), str(tmp_path / "original.png")])
+    assert result.exit_code == 0, result.output
+    drawn = np.asarray(Image.open(picture).convert("RGB"))
+    scale = 480 / original.shape[0]  # the original comes first in the picture, 480 px high
+    x, y = round(CORNER[0] * scale), round(CORNER[1] * scale)
+    assert drawn.shape[0] == 480 + 40
+    assert drawn[y + 20, x + 1].tolist() == [255, 40, 40]  # the rectangle's left edge, beside the corner
+    (tmp_path / "pairs.csv").write_text(f"a,b\n{tmp_path / 'crop.png'},{tmp_path / 'original.png'}\n")
+    result = runner.invoke(cli, ["predict", "--visualize", str(picture), "--pairs", str(tmp_path / "pairs.csv")])
+    assert result.exit_code == 2 and "--visualize" in result.output
