@@ -146,7 +146,7 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
     import json
     from dataclasses import replace
 
-    from cropnet.data import load_folder
+    from cropnet.data import describe_skipped, load_folder
     from cropnet.evaluate import compare_methods, format_comparison, scale_to_megapixels, summarize_answers
     from cropnet.predict import Predictor
 
@@ -161,8 +161,8 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
         raise fail(error) from error
     click.echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""),
                err=True)
-    for reason in photos.skipped[:5]:
-        click.echo(f"  skipped {reason}", err=True)
+    for line in describe_skipped(photos.skipped):
+        click.echo(f"  {line}", err=True)
     images = photos.photos
     if megapixels:
         images = [scale_to_megapixels(photo, megapixels) for photo in images]

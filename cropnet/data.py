@@ -207,6 +207,22 @@ class PhotoSet:
     skipped: list[str]  # "name: reason" for every unreadable file
 
 
+SKIP_KINDS = ("no such file", "empty", "permission denied", "not an image", "damaged or truncated", "too small",
+              "over the limit")
+
+
+def describe_skipped(skipped: list[str], names_shown: int = 3) -> list[str]:
+    """One line per kind of unreadable file: how many, and the first few names."""
+    by_kind: dict[str, list[str]] = {}
+    for reason in skipped:
+        name, _, why = reason.partition(": ")
+        kind = next((k for k in SKIP_KINDS if k in why), "other")
+        by_kind.setdefault(kind, []).append(name)
+    return [f"skipped {len(names)} ({kind}): " + ", ".join(names[:names_shown]) + (", ..." if len(names) > names_shown
+                                                                                   else "")
+            for kind, names in by_kind.items()]
+
+
 def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side: int = 2 * MIN_SIDE) -> PhotoSet:
     """Decode `paths`, skipping (and recording) the ones that cannot be used."""
     names, photos, skipped = [], [], []

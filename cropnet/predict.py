@@ -163,13 +163,15 @@ class Predictor:
 
 
 def read_pairs(stream) -> list[dict]:
-    """Rows of a CSV with header `a,b`; a row missing a value is kept, marked with an "error"."""
-    reader = csv.DictReader(stream)
-    if reader.fieldnames is None or not {"a", "b"} <= {name.strip() for name in reader.fieldnames}:
-        raise PairsFileError(f"the pairs CSV needs a header line 'a,b', found {reader.fieldnames}")
-    reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    """Rows of a CSV with header `a,b`; a blank line or a row missing a value is kept, marked with an "error",
+    so that every line after the header gets exactly one answer line."""
+    reader = csv.reader(stream)
+    header = [name.strip() for name in next(reader, [])]
+    if not {"a", "b"} <= set(header):
+        raise PairsFileError(f"the pairs CSV needs a header line 'a,b', found {header or None}")
     rows = []
-    for row in reader:
+    for values in reader:
+        row = dict(zip(header, values, strict=False))
         entry = {"a": (row.get("a") or "").strip(), "b": (row.get("b") or "").strip()}
         if not entry["a"] or not entry["b"]:
             entry["error"] = f"line {reader.line_num}: needs both an 'a' and a 'b' path"

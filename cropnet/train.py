@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ModelConfig, SynthConfig, TrainConfig
-from .data import PairDataset, PairTransform, PhotoSet, load_folder, split_names
+from .data import PairDataset, PairTransform, PhotoSet, describe_skipped, load_folder, split_names
 from .errors import TrainingError
 from .evaluate import predict_loader, summarize
 from .model import CropNet
@@ -107,8 +107,8 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     train_photos, val_photos = prepare_photos(images_dir, synth_config)
     echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation"
          + (f", {len(train_photos.skipped)} skipped" if train_photos.skipped else ""))
-    for reason in train_photos.skipped[:5]:
-        echo(f"  skipped {reason}")
+    for line in describe_skipped(train_photos.skipped):
+        echo(f"  {line}")
 
     positive_share = synth_config.kind_weights.get("positive", 0.5)
     easy_config = replace(synth_config, kind_weights={"positive": positive_share, "other": 1 - positive_share})

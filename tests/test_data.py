@@ -4,7 +4,15 @@ from conftest import textured_photo
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cropnet.config import PAIR_KINDS, SynthConfig
-from cropnet.data import PairDataset, PairTransform, fit_pair, load_folder, split_names, synthesize_pair
+from cropnet.data import (
+    PairDataset,
+    PairTransform,
+    describe_skipped,
+    fit_pair,
+    load_folder,
+    split_names,
+    synthesize_pair,
+)
 from cropnet.errors import FolderError
 
 
@@ -141,6 +149,8 @@ def test_unreadable_files_are_skipped_and_counted(photo_folder):
     assert sorted(photos.names) == ["nested/three.webp", "one.png", "two.jpg"]
     assert len(photos.skipped) == 2
     assert any("broken.jpg" in reason for reason in photos.skipped)
+    lines = describe_skipped(photos.skipped)
+    assert sum(int(line.split()[1]) for line in lines) == 2 and any("broken.jpg" in line for line in lines)
     assert photos.photos[photos.names.index("one.png")].shape == (90, 120, 3)
 
 

@@ -138,9 +138,9 @@ def test_a_batch_of_50_with_5_bad_rows(runner, tmp_path):
         Image.fromarray(photo).save(tmp_path / f"o{index}.png")
         Image.fromarray(photo[y:y + 50, x:x + 60]).save(tmp_path / f"c{index}.jpg", quality=80)
         crop = tmp_path / f"c{index}.jpg"
-        if index % 10 == 3:  # five bad rows: missing files, a text file, an empty cell
+        if index % 10 == 3:  # five bad rows: missing files, a text file, an empty cell, a blank line
             crop = {3: tmp_path / "gone.jpg", 13: tmp_path / "notes.txt", 23: ""}.get(index, tmp_path / "gone.png")
-        rows.append(f"{tmp_path / f'o{index}.png'},{crop}")
+        rows.append("" if index == 33 else f"{tmp_path / f'o{index}.png'},{crop}")
         expected.append((x, y))
     (tmp_path / "notes.txt").write_text("not a picture")
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
@@ -150,7 +150,7 @@ def test_a_batch_of_50_with_5_bad_rows(runner, tmp_path):
     assert len(answers) == 50
     for index, answer in enumerate(answers):
         if index % 10 == 3:
-            assert "error" in answer and answer["a"] == str(tmp_path / f"o{index}.png")
+            assert "error" in answer and answer["a"] == ("" if index == 33 else str(tmp_path / f"o{index}.png"))
         else:
             assert "error" not in answer and answer["paired"] is True
             assert tuple(answer["top_left"]) == expected[index]
