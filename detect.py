@@ -17,6 +17,7 @@ import click
 from cropnet import __version__
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
 from cropnet.errors import CropnetError
+from cropnet.images import DEFAULT_MAX_PIXELS
 from cropnet.predict import METHODS
 
 EXIT_PAIRED, EXIT_NOT_PAIRED, EXIT_ERROR = 0, 1, 2  # like cmp and grep
@@ -52,6 +53,11 @@ def fail(error: Exception, prefix: str = "") -> CommandError:
     if context_debug():
         traceback.print_exception(error, file=sys.stderr)
     return CommandError(f"{prefix}{error}")
+
+
+max_pixels_option = click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+                                 help="Refuse (or, in a folder, skip) images with more pixels than this "
+                                      "[default: 100,000,000].")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,9 +101,10 @@ def cli(context, debug):
               help="Local torchvision ResNet state dict for the trunk (nothing is downloaded).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a last.pt (its stored configs are used; --epochs may extend).")
+@max_pixels_option
 @device_option
 def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs, arch,
-          input_size, fit, photo_max_side, workers, seed, pretrained, resume, device):
+          input_size, fit, photo_max_side, workers, seed, pretrained, resume, max_pixels, device):
     """Train a model on pairs synthesized from a folder of photos."""
     from cropnet.train import train as run_training
 
@@ -109,7 +116,7 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
     try:
         best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                             train_config=train_config, device=resolve_device(device), resume=resume,
-                            pretrained=pretrained, echo=click.echo)
+                            pretrained=pretrained, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, echo=click.echo)
     except (CropnetError, ValueError) as error:
         raise fail(error) from error
     click.echo(f"best validation paired accuracy {best.get('paired_accuracy', float('nan')):.3f}; "
@@ -135,8 +142,10 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model for net and hybrid [default: the shipped checkpoints/cropnet.pt].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as one JSON object.")
+@max_pixels_option
 @device_option
-def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_range, checkpoint, as_json, device):
+def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_range, checkpoint, as_json, max_pixels,
+             device):
     """Measure methods on pairs synthesized from a folder of photos.
 
     Every kind of pair the synthesizer makes (true crops; crops of another photo,
@@ -156,7 +165,7 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
     try:
         torch_device = None if methods == ("classic",) else resolve_device(device)
         predictors = {name: Predictor(name, checkpoint, torch_device) for name in methods}
-        photos = load_folder(images_dir, photo_max_side)
+        photos = load_folder(images_dir, photo_max_side, max_pixels or DEFAULT_MAX_PIXELS)
     except (CropnetError, ValueError) as error:
         raise fail(error) from error
     click.echo(f"photos: {len(photos.photos)}" + (f", {len(photos.skipped)} skipped" if photos.skipped else ""),
@@ -188,8 +197,7 @@ def evaluate(images_dir, method, pairs, seed, photo_max_side, megapixels, crop_r
               help="Model for net and hybrid [default: the shipped checkpoints/cropnet.pt].")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="net only: paired when the network's paired probability is at least this.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images with more pixels than this [default: 100,000,000].")
+@max_pixels_option
 @click.option("--visualize", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a picture of the answer (PNG): the original with the crop's rectangle, the crop "
                    "beside it, the verdict below. Two images only, not with --pairs.")
@@ -202,7 +210,7 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
     """
     import json
 
-    from cropnet.images import DEFAULT_MAX_PIXELS, load_image
+    from cropnet.images import load_image
     from cropnet.predict import Predictor, read_pairs
 
     if pairs_file is None and (image_a is None or image_b is None):

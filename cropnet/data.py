@@ -21,7 +21,7 @@ from PIL import Image
 
 from .config import PAIR_KINDS, SynthConfig
 from .errors import FolderError, ImageError
-from .images import MIN_SIDE, find_images, load_image, shrink
+from .images import DEFAULT_MAX_PIXELS, MIN_SIDE, find_images, load_image, shrink
 
 # ImageNet statistics: keeps inputs near zero mean / unit variance and lets a
 # local torchvision state dict be loaded with `--pretrained`.
@@ -223,12 +223,13 @@ def describe_skipped(skipped: list[str], names_shown: int = 3) -> list[str]:
             for kind, names in by_kind.items()]
 
 
-def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side: int = 2 * MIN_SIDE) -> PhotoSet:
+def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side: int = 2 * MIN_SIDE,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoSet:
     """Decode `paths`, skipping (and recording) the ones that cannot be used."""
     names, photos, skipped = [], [], []
     for path in paths:
         try:
-            photo = shrink(load_image(path), max_side)
+            photo = shrink(load_image(path, max_pixels), max_side)
         except ImageError as error:
             skipped.append(str(error))
             continue
@@ -240,12 +241,12 @@ def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side:
     return PhotoSet(names, photos, skipped)
 
 
-def load_folder(folder: Path, max_side: int | None) -> PhotoSet:
+def load_folder(folder: Path, max_side: int | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoSet:
     """Every usable photo under `folder`; FolderError when there is none."""
     paths = find_images(folder)
     if not paths:
         raise FolderError(f"{folder}: no image files (jpg, png, webp, bmp, tiff) found")
-    photos = load_photos(folder, paths, max_side)
+    photos = load_photos(folder, paths, max_side, max_pixels=max_pixels)
     if not photos.photos:
         raise FolderError(f"{folder}: none of the {len(paths)} image files could be used")
     return photos

@@ -17,6 +17,7 @@ from .config import ModelConfig, SynthConfig, TrainConfig
 from .data import PairDataset, PairTransform, PhotoSet, describe_skipped, load_folder, split_names
 from .errors import TrainingError
 from .evaluate import predict_loader, summarize
+from .images import DEFAULT_MAX_PIXELS
 from .model import CropNet
 
 
@@ -69,9 +70,10 @@ def make_scheduler(optimizer, train_config: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def prepare_photos(images_dir: Path, synth_config: SynthConfig) -> tuple[PhotoSet, PhotoSet]:
+def prepare_photos(images_dir: Path, synth_config: SynthConfig,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PhotoSet, PhotoSet]:
     """Find, decode and split a training folder into train and validation photos."""
-    photos = load_folder(images_dir, synth_config.photo_max_side)
+    photos = load_folder(images_dir, synth_config.photo_max_side, max_pixels)
     train_names, val_names = split_names(photos.names, synth_config.val_percent)
     if not val_names or not train_names:
         # Tiny folders: the hash split can leave one side empty; hold out the last photo.
@@ -89,7 +91,7 @@ def freeze_trunk(model: CropNet, frozen: bool) -> None:
 
 def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
           train_config: TrainConfig, device: torch.device, resume: Path | None = None,
-          pretrained: Path | None = None, echo=print) -> dict:
+          pretrained: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, echo=print) -> dict:
     """Train and write `out_dir/{best.pt,last.pt,log.jsonl}`; returns the best validation metrics.
 
     With `resume`, the configs stored in that checkpoint are used (only the
@@ -104,7 +106,7 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
         stored.epochs = max(stored.epochs, train_config.epochs)
         train_config = stored
 
-    train_photos, val_photos = prepare_photos(images_dir, synth_config)
+    train_photos, val_photos = prepare_photos(images_dir, synth_config, max_pixels)
     echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation"
          + (f", {len(train_photos.skipped)} skipped" if train_photos.skipped else ""))
     for line in describe_skipped(train_photos.skipped):

@@ -11,8 +11,12 @@ import time
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, textured_photo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from cropnet.images import load_image
+from cropnet.verify import match_pair
 from detect import cli
 
 CORNER = (30, 20)  # where every crop below is cut
@@ -204,3 +208,38 @@ def test_visualize_draws_the_rectangle_where_the_crop_is(runner, tmp_path):
     (tmp_path / "pairs.csv").write_text(f"a,b\n{tmp_path / 'crop.png'},{tmp_path / 'original.png'}\n")
     result = runner.invoke(cli, ["predict", "--visualize", str(picture), "--pairs", str(tmp_path / "pairs.csv")])
     assert result.exit_code == 2 and "--visualize" in result.output
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)  # derandomized: the same cases on every run
+@given(x=st.integers(0, 90), y=st.integers(0, 70), width=st.integers(24, 70), height=st.integers(24, 50),
+       mode=st.sampled_from(["RGB", "L", "RGBA", "P", "CMYK"]),
+       quality_original=st.integers(25, 95), quality_crop=st.one_of(st.none(), st.integers(25, 95)))
+def test_any_crop_in_any_mode_and_quality_is_found(tmp_path_factory, x, y, width, height, mode, quality_original,
+                                                     quality_crop):
+    """Whatever the box, the mode and the JPEG qualities, loading raises nothing and the answer is exact."""
+    folder = tmp_path_factory.mktemp("property")
+    photo = Image.fromarray(textured_photo(31, 160, 120)).convert(mode)  # the crop is cut after the conversion
+    crop = photo.crop((x, y, x + width, y + height))
+    jpeg_able = mode in ("RGB", "L", "CMYK")
+    lossless = ".tif" if mode == "CMYK" else ".png"  # PNG has no CMYK
+    original_path = folder / ("original" + (".jpg" if jpeg_able else lossless))
+    crop_path = folder / ("crop" + (".jpg" if jpeg_able and quality_crop else lossless))
+    photo.save(original_path, **({"quality": quality_original} if jpeg_able else {}))
+    crop.save(crop_path, **({"quality": quality_crop} if crop_path.suffix == ".jpg" else {}))
+    original_pixels, crop_pixels = load_image(original_path), load_image(crop_path)
+    assert original_pixels.shape == (120, 160, 3) and crop_pixels.shape == (height, width, 3)
+    answer = match_pair(crop_pixels, original_pixels)
+    assert answer.paired and answer.swapped is True and answer.top_left == (x, y)
+
+
+def test_evaluate_skips_bad_files_and_reports_them_by_kind(runner, photo_folder):
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 half a header")
+    (photo_folder / "notes.jpg").write_text("not a picture")
+    result = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--method", "classic", "--pairs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "photos: 3, 2 skipped" in result.stderr
+    assert "skipped 1 (not an image)" in result.stderr and "skipped 1 (damaged or truncated)" in result.stderr
+    # A pixel limit below every photo leaves nothing usable: a clear error, not an empty evaluation.
+    result = runner.invoke(cli, ["evaluate", "--images", str(photo_folder), "--method", "classic", "--max-pixels",
+                                 "100"])
+    assert_one_line_error(result, "none of the 5 image files could be used")
