@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -63,6 +64,16 @@ def test_bad_inputs_are_one_line_errors(runner, tmp_path, name):
     Image.fromarray(original_and_crop()[0]).save(tmp_path / "good.png")
     assert_one_line_error(predict(runner, tmp_path / "good.png", bad), str(bad), reason)
     assert_one_line_error(predict(runner, bad, tmp_path / "good.png"), str(bad), reason)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_a_one_line_error(runner, tmp_path):
+    original, crop = original_and_crop()
+    Image.fromarray(original).save(tmp_path / "a.png")
+    Image.fromarray(crop).save(tmp_path / "locked.png")
+    (tmp_path / "locked.png").chmod(0)
+    assert_one_line_error(predict(runner, tmp_path / "a.png", tmp_path / "locked.png"), "locked.png",
+                          "permission denied")
 
 
 def test_pixel_limit_is_a_one_line_error(runner, tmp_path):
