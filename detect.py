@@ -43,15 +43,16 @@ device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda
                              show_default=True, help="Where the network runs; auto picks CUDA when present.")
 
 
-def context_debug() -> bool:
+def show_traceback_if_debugging(error: Exception) -> None:
+    """With --debug, the traceback behind an error goes to stderr before its one-line message."""
     context = click.get_current_context(silent=True)
-    return bool(context is not None and (context.find_root().obj or {}).get("debug"))
+    if context is not None and (context.find_root().obj or {}).get("debug"):
+        traceback.print_exception(error, file=sys.stderr)
 
 
 def fail(error: Exception, prefix: str = "") -> CommandError:
-    """The one-line error for `error`; with --debug, its traceback is printed first."""
-    if context_debug():
-        traceback.print_exception(error, file=sys.stderr)
+    """The one-line error for `error` (its traceback first, with --debug)."""
+    show_traceback_if_debugging(error)
     return CommandError(f"{prefix}{error}")
 
 
@@ -265,8 +266,7 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
             except CropnetError as error:
                 row["error"] = str(error)
             except Exception as error:  # a bug on one row must not lose the batch's other answers
-                if context_debug():
-                    traceback.print_exception(error, file=sys.stderr)
+                show_traceback_if_debugging(error)
                 row["error"] = f"{row['a']}, {row['b']}: internal error ({type(error).__name__}: {error})"
         failed += 1
         show(row, f"error: {row['error']}")

@@ -101,11 +101,9 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint)
     scores["verification"] = match.score
-    if proposal is None:
-        return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, "classic", scores,
-                          match.ambiguous, match.candidates)
-    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, "hybrid", scores,
-                      match.ambiguous, match.candidates, searched=match.searched if match.paired else "full")
+    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
+                      "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
+                      searched=None if proposal is None else match.searched)
 
 
 class Predictor:

@@ -72,7 +72,6 @@ class Match:
     score: float  # share of the crop's tiles that agree at `top_left`, 0..1
     ambiguous: bool = False  # flat crop, or several offsets verify
     candidates: int = 0  # distinct offsets that verify (0 when not found)
-    textured_tiles: int = 0  # tiles above the texture floor
     margin: float = 0.0  # lead of the offset over its best one-pixel neighbour (see `pin_margin`)
     searched: str = "full"  # "proposal" when the hint's window alone found it
 
@@ -99,7 +98,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 luma of a grey or RGB uint8 array."""
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    return image.astype(np.float32)
+    return image.astype(np.float32, copy=False)  # match_pair's grey arrays pass through locate uncopied
 
 
 def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig(),
@@ -172,14 +171,15 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     original, crop = to_grey(original), to_grey(crop)
     if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
         raise ValueError("Image must be larger than template.")
+    tests = CropTests(crop, config)  # what verification needs from the crop, computed once
     if crop.shape == original.shape:
-        return verify_candidates(original, crop, [(0, 0, 0.0)], config)
+        return verify_candidates(original, tests, [(0, 0, 0.0)], config)
     if hint is not None:
-        match = verify_candidates(original, crop, search(original, crop, config, window=hint), config)
+        match = verify_candidates(original, tests, search(original, crop, config, window=hint), config)
         if match.found:
             match.searched = "proposal"
             return match
-    return verify_candidates(original, crop, search(original, crop, config), config)
+    return verify_candidates(original, tests, search(original, crop, config), config)
 
 
 # ---------------------------------------------------------------- search
@@ -220,15 +220,13 @@ def search(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
     residual = cv2.matchTemplate(region, coarse_crop, cv2.TM_SQDIFF)  # (y1 - y0 + 1, x1 - x0 + 1)
     starts = [(x0 + x, y0 + y) for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing)]
 
-    templates = [comparison_tiles(level_crop, config) for level_crop in crops]
+    templates = [comparison_tiles(level_crop, config) for level_crop in crops[:levels]]  # the coarsest is done
     refined = {}
     for x, y in starts:
-        cost = np.inf
+        cost = residual[y - y0, x - x0] / crop.size  # final when the coarse search was at full resolution
         for level in range(levels - 1, -1, -1):
             x, y, cost = refine(originals[level], crops[level].shape, templates[level], 2 * x, 2 * y,
                                 config.refine_radius)
-        if levels == 0:
-            x, y, cost = refine(original, crop.shape, templates[0], x, y, config.refine_radius)
         refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
     return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2])
 
@@ -399,8 +397,9 @@ class SmoothedCrop:
     def __init__(self, crop: np.ndarray, side: int):
         # Each axis reduced by 4 where the crop is long enough (2, or 1, for thin crops).
         factors = [4 if length >= 32 else 2 if length >= 16 else 1 for length in crop.shape]  # (y, x)
-        # Less averaging keeps more JPEG noise: a larger floor. JPEG noise is not white, so
-        # averaging n pixels divides it by about sqrt(n), not n (measured on tests/test_verify.py).
+        # Less averaging keeps more JPEG noise: a larger floor, 4 / sqrt(pixels averaged). Scaling by
+        # the full pixel count let 8-16 px negatives through on small synthetic pairs; no scaling
+        # rejected thin true crops (tests/test_verify.py, tests/test_cli.py).
         self.noise_scale = 4 / float(np.sqrt(factors[0] * factors[1]))
         self.side = (max(2, side // factors[0]), max(2, side // factors[1]))
         self.shape = crop.shape
@@ -415,50 +414,80 @@ class SmoothedCrop:
         return tile_means((self.crop - reduced) ** 2, self.side).ravel()
 
 
-def verify_candidates(original: np.ndarray, crop: np.ndarray, candidates: list[tuple[int, int, float]],
+class CropTests:
+    """What verifying any offset needs from the crop, computed once per crop: the tile grid,
+    each tile's texture, the tiles checked at full resolution and the smoothed crop."""
+
+    def __init__(self, crop: np.ndarray, config: VerifyConfig):
+        self.crop = crop
+        self.side = verification_tile(crop.shape, config)
+        texture = least_shift_energy(crop, self.side)  # (rows, cols): what a one-pixel error costs each tile
+        # The most textured tiles of every part of the crop settle the offset at full resolution (even
+        # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
+        chosen = spread_tiles(texture.ravel(), texture.shape, config.check_tiles)
+        grid = tile_grid(crop.shape, self.side)
+        self.check = [grid[index] for index in chosen]
+        self.check_texture = texture.ravel()[chosen]
+        self.smoothed = SmoothedCrop(crop, self.side)
+
+    def measure(self, original: np.ndarray, x: int, y: int) -> Evidence:
+        """Polish (x, y) at full resolution and gather both tests' per-tile evidence there."""
+        x, y, maps = polish(original, self.crop, x, y, self.check, self.side)
+        flat = maps.reshape(len(self.check), 9)
+        best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1)  # the centre is the offset itself
+        return Evidence(x, y, maps, self.smoothed.residual(original, x, y), best_here, self.smoothed.texture,
+                        self.smoothed.noise_scale, self.check_texture)
+
+
+@dataclass
+class Evidence:
+    """The two tests' per-tile evidence at one polished offset, and the crop's share of it (not copied)."""
+
+    x: int
+    y: int
+    maps: np.ndarray  # (n, 3, 3) mean squared residual of each checked tile around the offset
+    residual: np.ndarray  # (tiles,) smoothed residual of every tile
+    best_here: np.ndarray  # (n,) each checked tile fits strictly best at the offset
+    texture: np.ndarray  # (tiles,) smoothed texture of every tile
+    noise_scale: float  # SmoothedCrop.noise_scale
+    check_texture: np.ndarray  # (n,) full-resolution texture of each checked tile
+
+    def scores(self, noise_floor: float, texture_gain: float, texture_floor: float) -> tuple[float, float]:
+        """(share of tiles within noise, share of textured tiles that fit best exactly at the offset)."""
+        within_noise = float((self.residual <= noise_floor * self.noise_scale + texture_gain * self.texture).mean())
+        decisive = self.check_texture >= texture_floor
+        best_here = float(self.best_here[decisive].mean()) if decisive.any() else 1.0
+        return within_noise, best_here
+
+
+def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[tuple[int, int, float]],
                       config: VerifyConfig) -> Match:
     """Verify candidates, best first, tile by tile at full resolution.
 
     Two tests per tile. Every tile's residual, averaged over 4 x 4 blocks, must
     stay within JPEG noise plus a share of its own texture (a tile of a different
-    scene, a flipped one or one past the border fails it). Each textured tile must also fit best exactly at the
-    offset, not one pixel away (a resized crop drifts by a fraction of a pixel per
-    tile and fails it; JPEG noise lets a few true tiles fail, hence its lower bar).
-    The score is the smaller of the two pass rates.
+    scene, a flipped one or one past the border fails it). Each textured tile must
+    also fit best exactly at the offset, not one pixel away (a resized crop drifts
+    by a fraction of a pixel per tile and fails it; JPEG noise lets a few true tiles
+    fail, hence its lower bar). The score is the smaller of the two pass rates.
 
     The first candidate that passes is the answer. Later candidates with a residual
     near its own are verified too: each that also passes at a distinct offset makes
     the answer ambiguous.
     """
-    height, width = crop.shape
-    side = verification_tile(crop.shape, config)
-    texture = least_shift_energy(crop, side).ravel()  # what a one-pixel error would cost each tile
-    smoothed = SmoothedCrop(crop, side)
-    textured = int((texture >= config.texture_floor).sum())
-    grid = tile_grid(crop.shape, side)
-    # The most textured tiles of every part of the crop settle the offset at full resolution (even
-    # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
-    grid_shape = (len(tile_starts(height, side)), len(tile_starts(width, side)))
-    check = spread_tiles(texture, grid_shape, config.check_tiles)
-    decisive = texture[check] >= config.texture_floor
-    check = [grid[index] for index in check]
     best, verified, verified_cost = Match.none(), [], np.inf
     for x, y, cost in candidates[:config.max_verified]:
         if verified and cost > 2 * verified_cost + config.noise_floor:
             break  # clearly worse than the verified answer: cannot be an equally good offset
-        x, y, maps = polish(original, crop, x, y, check, side)
-        residual = smoothed.residual(original, x, y)
-        allowance = config.noise_floor * smoothed.noise_scale + config.texture_gain * smoothed.texture
-        within_noise = float((residual <= allowance).mean())
-        neighbours = np.delete(maps.reshape(len(check), 9), 4, axis=1)  # (n, 8): the centre is the offset itself
-        best_here = float((maps[decisive, 1, 1] < neighbours[decisive].min(axis=1)).mean()) if decisive.any() else 1.0
+        evidence = tests.measure(original, x, y)
+        within_noise, best_here = evidence.scores(config.noise_floor, config.texture_gain, config.texture_floor)
         score = min(within_noise, best_here)
         if within_noise >= config.min_agreement and best_here >= config.min_best_here:
             if not verified:
-                best, verified_cost = Match(True, (x, y), score, textured_tiles=textured), cost
-                best.margin = pin_margin(maps)
-            if all(max(abs(x - vx), abs(y - vy)) > 1 for vx, vy in verified):
-                verified.append((x, y))
+                best = Match(True, (evidence.x, evidence.y), score, margin=pin_margin(evidence.maps))
+                verified_cost = cost
+            if all(max(abs(evidence.x - vx), abs(evidence.y - vy)) > 1 for vx, vy in verified):
+                verified.append((evidence.x, evidence.y))
         elif not verified and score > best.score:
             best = Match(False, None, score)
     if best.found:

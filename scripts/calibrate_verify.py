@@ -1,8 +1,9 @@
 """Choose verify.py's decision thresholds from synthesized pairs (never from held-out photos).
 
-For every pair the search runs once; the per-tile residuals and textures of the
-best few candidates are kept, so that each threshold setting on the grid is
-scored without searching again. Prints, per setting, the errors per pair kind.
+For every pair the search runs once; the per-tile evidence at the best few
+candidates is kept (verify.CropTests.measure), so that each threshold setting on
+the grid is scored without searching again (Evidence.scores, as predict scores
+it). Prints, per setting, the errors per pair kind.
 
     python scripts/calibrate_verify.py --images data/photos --pairs 600 --seed 7
 """
@@ -15,64 +16,35 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cropnet.config import PAIR_KINDS, SynthConfig  # noqa: E402
 from cropnet.data import PairDataset, load_folder  # noqa: E402
-from cropnet.verify import (  # noqa: E402
-    SmoothedCrop,
-    VerifyConfig,
-    least_shift_energy,
-    polish,
-    search,
-    spread_tiles,
-    tile_grid,
-    tile_starts,
-    to_grey,
-    verification_tile,
-)
+from cropnet.verify import CropTests, Evidence, VerifyConfig, search, to_grey  # noqa: E402
 
 TEXTURE_FLOORS = (60, 100, 150)  # texture_floor values on the grid
 
 
-def candidate_tiles(pair, config: VerifyConfig) -> list[dict]:
-    """Per-tile evidence for the best candidates, in the order the sizes allow."""
+def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
+    """Evidence at the crop's best candidates, in the order the sizes allow (as `locate` searches)."""
     original, crop = to_grey(pair.original), to_grey(pair.crop)
     if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
         original, crop = crop, original  # resized-up negatives can be larger than their "original"
         if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
             return []
-    side = verification_tile(crop.shape, config)
-    texture = least_shift_energy(crop, side).ravel()
-    grid = tile_grid(crop.shape, side)
-    grid_shape = (len(tile_starts(crop.shape[0], side)), len(tile_starts(crop.shape[1], side)))
-    textured = spread_tiles(texture, grid_shape, config.check_tiles)  # the tiles verify_candidates checks
-    check = [grid[i] for i in textured]
-    smoothed = SmoothedCrop(crop, side)
+    tests = CropTests(crop, config)
     candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, crop, config)
-    rows = []
-    for x, y, cost in candidates[:config.max_verified]:
-        x, y, maps = polish(original, crop, x, y, check, side)
-        residual = smoothed.residual(original, x, y)
-        flat = maps.reshape(len(check), 9)
-        best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1) if check else np.zeros(0, bool)
-        rows.append({"top_left": (x, y), "cost": cost, "residual": residual / smoothed.noise_scale,
-                     "texture": smoothed.texture / smoothed.noise_scale,
-                     "checked_texture": texture[textured], "best_here": best_here})
-    return rows
+    return [tests.measure(original, x, y) for x, y, _ in candidates[:config.max_verified]]
 
 
-def decide(rows: list[dict], noise_floor: float, texture_gain: float, texture_floor: float, min_best_here: float,
-           min_agreement: float = 0.99):
+def decide(evidence: list[Evidence], noise_floor: float, texture_gain: float, texture_floor: float,
+           min_best_here: float, min_agreement: float = 0.99):
     """(found, top_left) as verify_candidates decides it, for one threshold setting."""
-    for row in rows:
-        within_noise = (row["residual"] <= noise_floor + texture_gain * row["texture"]).mean()
-        checked = row["checked_texture"] >= texture_floor
-        best_here = row["best_here"][checked].mean() if checked.any() else 1.0
+    for candidate in evidence:
+        within_noise, best_here = candidate.scores(noise_floor, texture_gain, texture_floor)
         if within_noise >= min_agreement and best_here >= min_best_here:
-            return True, row["top_left"]
+            return True, (candidate.x, candidate.y)
     return False, None
 
 
@@ -91,7 +63,7 @@ def main(images, pairs, seed, photo_max_side):
     for index in range(pairs):
         pair = dataset.pair(index)
         quality = min(q or 100 for q in pair.quality)
-        records.append((pair.kind, pair.top_left, quality, candidate_tiles(pair, base)))
+        records.append((pair.kind, pair.top_left, quality, candidate_evidence(pair, base)))
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     grid = list(itertools.product((10, 25, 50), (0.5, 1.0), TEXTURE_FLOORS, (0.8, 0.9, 0.95)))
@@ -101,8 +73,8 @@ def main(images, pairs, seed, photo_max_side):
         errors = dict.fromkeys(PAIR_KINDS, 0)
         totals = dict.fromkeys(PAIR_KINDS, 0)
         wrong_corner = 0
-        for kind, top_left, _, rows in records:
-            found, corner = decide(rows, *setting)
+        for kind, top_left, _, evidence in records:
+            found, corner = decide(evidence, *setting)
             totals[kind] += 1
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
@@ -113,10 +85,6 @@ def main(images, pairs, seed, photo_max_side):
         label = "chosen: " if setting == chosen else ""
         counts = ", ".join(f"{errors[k]}/{totals[k]}" for k in PAIR_KINDS)
         print(f"{label}{total} | " + " ".join(f"{v:g}" for v in setting) + f" | {counts} | {wrong_corner}")
-    dump = Path("runs/calibration.npz")
-    dump.parent.mkdir(exist_ok=True)
-    np.save(dump.with_suffix(".npy"), np.array(records, dtype=object), allow_pickle=True)
-    print(f"records in {dump.with_suffix('.npy')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
