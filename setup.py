@@ -25,6 +25,6 @@ setup(
         "tqdm>=4.60",
         "opencv-python-headless>=4.5",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "bench": ["matplotlib>=3.5"]},
     entry_points={"console_scripts": ["detect=detect:cli"]},
 )
