@@ -161,8 +161,9 @@ def markdown(summary: dict) -> str:
     lines += ["", "## Accuracy", "",
               "Share of right paired / not-paired answers: right/pairs. Main sets pooled (every set except the "
               "tiny-crop ones); crops under 100 px come from every set. Ambiguous answers of cropnet's verifying "
-              "methods count as paired (amb.: how many). Corners over the true crops found (a wrong order counts "
-              "as a wrong corner).", "",
+              "methods count as paired (amb.: how many). Corners over the true crops found in every set (a wrong "
+              "order counts as a wrong corner). SIFT answered only the first pairs of the large sets (its "
+              "pair counts show how many).", "",
               "| category | " + " | ".join(LABELS[m] for m in answering) + " |",
               "|---|" + "---|" * len(answering)]
     categories = list(summary["accuracy"][answering[0]]["categories"]) if answering else []
