@@ -211,7 +211,7 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
     """
     import json
 
-    from cropnet.images import load_image
+    from cropnet.images import image_size, load_image
     from cropnet.predict import Predictor, read_pairs
 
     if pairs_file is None and (image_a is None or image_b is None):
@@ -228,8 +228,8 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
         except CropnetError as error:
             raise fail(error, f"{pairs_file.name}: ") from error
     else:
-        try:  # a bad image fails here, before torch and the model are loaded
-            images = load_image(image_a, max_pixels), load_image(image_b, max_pixels)
+        try:  # a bad file fails here, from its header, before torch and the model are loaded
+            image_size(image_a, max_pixels), image_size(image_b, max_pixels)
         except CropnetError as error:
             raise fail(error) from error
     try:
@@ -242,12 +242,16 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
         click.echo(json.dumps(answer) if as_json else text)
 
     if rows is None:
-        prediction = predictor.predict_arrays(*images, names=(str(image_a), str(image_b)))
+        try:
+            prediction = predictor.predict_files(image_a, image_b, max_pixels)
+        except CropnetError as error:
+            raise fail(error) from error
         show(prediction.to_json(), prediction.to_text())
         if visualize is not None:
             from cropnet.visualize import draw_answer
 
             try:
+                images = load_image(image_a, max_pixels), load_image(image_b, max_pixels)
                 draw_answer(*images, prediction).save(visualize, format="PNG")
             except OSError as error:
                 raise fail(error, f"{visualize}: cannot write the picture: ") from error

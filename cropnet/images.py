@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from .errors import FolderError, ImageError
 
@@ -34,8 +36,13 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = None
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+@contextmanager
+def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Open an image file for reading, its size checked against `max_pixels` from the header.
+
+    Any failure, here or in the caller's block (decoding included), becomes an
+    ImageError whose message names the file and the reason in one line.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -50,8 +57,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 raise ImageError(
                     f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}"
                 )
-            image.load()
-            rgb = to_rgb(ImageOps.exif_transpose(image))
+            yield image
     except ImageError:
         raise
     except PermissionError:
@@ -60,11 +66,37 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: damaged or truncated image ({error})") from None
-    if min(rgb.shape[:2]) < MIN_SIDE:
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey: bool = False) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
+
+    With `grey`, an (H, W) uint8 luma array instead (ITU-R 601 weights, as JPEG's Y
+    and OpenCV's RGB2GRAY use). A JPEG then decodes its Y channel alone: libjpeg
+    skips the colour planes' inverse DCT, upsampling and colour conversion, which
+    makes a 12-megapixel photo decode in about a third of the time its RGB takes.
+    """
+    with open_image(path, max_pixels) as image:
+        if grey and image.format == "JPEG" and image.mode in ("L", "RGB"):
+            image.draft("L", image.size)  # same size: only the output colour space changes
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        pixels = np.asarray(image).copy() if grey and image.mode == "L" else to_rgb(image)
+    if min(pixels.shape[:2]) < MIN_SIDE:
         raise ImageError(
-            f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small (each side must be at least {MIN_SIDE} px)"
+            f"{path}: {pixels.shape[1]}x{pixels.shape[0]} is too small (each side must be at least {MIN_SIDE} px)"
         )
-    return rgb
+    if grey and pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return pixels
+
+
+def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied), from the header alone: nothing is decoded."""
+    with open_image(path, max_pixels) as image:
+        width, height = image.size
+        # EXIF orientations 5-8 turn the picture a quarter: the displayed sides swap.
+        return (height, width) if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8) else (width, height)
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -18,8 +19,8 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, load_image
-from .verify import VerifyConfig, match_pair
+from .images import DEFAULT_MAX_PIXELS, image_size, load_image
+from .verify import PreparedCrop, VerifyConfig, match_pair
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Found from where the code lives, not the current directory: the repository's
@@ -85,11 +86,12 @@ PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around th
 
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
-                    verify_config: VerifyConfig = VerifyConfig()) -> Prediction:
+                    verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None) -> Prediction:
     """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
 
     With a network `proposal` (hybrid), its order is tried first and the search
     starts around its corner; the decision still comes from verification.
+    `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
     """
     prefer_swapped, hint, scores = None, None, {}
     if proposal is not None:
@@ -99,7 +101,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         # The network's corner is rough (median error about a sixth of the side): search a wide window.
         radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
         hint = (*proposal.top_left, radius)
-    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint)
+    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
     scores["verification"] = match.score
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
                       "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
@@ -114,6 +116,7 @@ class Predictor:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.method, self.threshold, self.model = method, threshold, None
+        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")  # a second core for decoding
         if method != "classic":  # classic never imports torch: it starts and answers fast
             import torch
 
@@ -155,9 +158,39 @@ class Predictor:
         return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob)
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
+        names = (str(path_a), str(path_b))
+        if self.method == "classic":  # pixels only: grey suffices, and the crop is prepared while the original decodes
+            a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
+            return predict_classic(a, b, names, prepared=prepared)
         a = load_image(path_a, max_pixels)
         b = load_image(path_b, max_pixels)
-        return self.predict_arrays(a, b, names=(str(path_a), str(path_b)))
+        return self.predict_arrays(a, b, names=names)
+
+
+def load_and_prepare(path_a, path_b, max_pixels: int, decoder: ThreadPoolExecutor,
+                     verify_config: VerifyConfig = VerifyConfig(),
+                     ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None]:
+    """Both images as grey arrays, and the search's preparation of the one that can be the crop.
+
+    Decoding the original is most of a pair's time. The headers tell which image
+    can be the crop (it must fit inside the other), so `decoder` decodes the
+    original on a second core while this thread decodes the crop and prepares
+    everything the search needs from it. Same-size pairs (an identity test) and
+    pairs where neither fits are simply decoded side by side.
+    """
+    width_a, height_a = image_size(path_a, max_pixels)  # bad files fail here, a's before b's, before any decoding
+    width_b, height_b = image_size(path_b, max_pixels)
+    a_fits = width_a <= width_b and height_a <= height_b
+    b_fits = width_b <= width_a and height_b <= height_a
+    crop_path = path_a if a_fits and not b_fits else path_b if b_fits and not a_fits else None
+    original_path = path_b if crop_path is path_a else path_a
+    pending = decoder.submit(load_image, original_path, max_pixels, grey=True)
+    try:
+        crop = load_image(path_b if crop_path is None else crop_path, max_pixels, grey=True)
+        prepared = None if crop_path is None else PreparedCrop(crop, verify_config)
+    finally:
+        original = pending.result()  # a second error is the original's, and it surfaces here
+    return (crop, original, prepared) if crop_path is path_a else (original, crop, prepared)
 
 
 def read_pairs(stream) -> list[dict]:

@@ -49,6 +49,8 @@ class VerifyConfig:
     coarse_max_factor: int = 8  # ... reduced by at most this: coarser, smooth photos leave the minimum too broad
     coarse_candidates: int = 16  # minima of the coarse search that are refined
     coarse_spacing: int = 3  # coarse px between two kept minima
+    prune_factor: float = 4.0  # a minimum followed further must be within this times the best one's residual
+    refine_candidates: int = 8  # ... and among this many best at its level
     refine_radius: int = 2  # px searched around the estimate at each finer level
     whole_crop_pixels: int = 160_000  # above this, refinement compares textured tiles only
     refine_tiles: int = 6  # ... one per cell of a refine_tiles x refine_tiles grid
@@ -61,6 +63,7 @@ class VerifyConfig:
     min_agreement: float = 0.99  # share of tiles that must fit within noise for a crop
     min_best_here: float = 0.9  # share of textured tiles that must fit best exactly at the offset
     max_verified: int = 4  # candidates verified per image pair order
+    give_up_share: float = 0.5  # a candidate where fewer tiles fit within noise is not polished (see `measure`)
 
 
 @dataclass
@@ -95,14 +98,27 @@ class PairMatch:
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
-    """(H, W) float32 luma of a grey or RGB uint8 array."""
+    """(H, W) luma of a grey or RGB array: uint8 stays uint8 (never copied when already grey), else float32.
+
+    Matching keeps 8-bit pixels: cv2.matchTemplate and cv2.resize take them as they
+    are, and a float copy of a 12-megapixel original would cost more time and
+    memory than searching it. Arithmetic on pixel differences converts locally.
+    """
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    return image.astype(np.float32, copy=False)  # match_pair's grey arrays pass through locate uncopied
+    return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
+
+
+def same_depth(original: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.matchTemplate needs both images of one depth: uint8 when both are, else float32."""
+    if original.dtype == crop.dtype:
+        return original, crop
+    return original.astype(np.float32, copy=False), crop.astype(np.float32, copy=False)
 
 
 def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig(),
-               prefer_swapped: bool | None = None, hint: tuple[int, int, int] | None = None) -> PairMatch:
+               prefer_swapped: bool | None = None, hint: tuple[int, int, int] | None = None,
+               prepared: PreparedCrop | None = None) -> PairMatch:
     """Is `b` a crop of `a` or `a` a crop of `b`? Both orders a size allows are searched.
 
     Parameters
@@ -111,6 +127,8 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
     prefer_swapped : order to try first when both fit (equal sizes); None tries a-as-original first.
     hint : (x, y, radius) proposal for the crop's corner in the order tried first, searched
         before the whole image (see `locate`).
+    prepared : a `PreparedCrop` of grey `a` or `b` (the very array passed), reused in the
+        order where that image is the crop.
 
     Returns
     -------
@@ -133,7 +151,7 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
         orders.sort(key=lambda order: order[0] != prefer_swapped)
     best = None
     for index, (swapped, original, crop) in enumerate(orders):
-        match = locate(original, crop, config, hint=hint if index == 0 else None)
+        match = locate(original, crop, config, hint=hint if index == 0 else None, prepared=prepared)
         if match.found:
             return PairMatch(True, swapped, match.top_left, match.score, match.ambiguous, match.candidates,
                              match.searched)
@@ -143,7 +161,7 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
 
 
 def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = VerifyConfig(),
-           hint: tuple[int, int, int] | None = None) -> Match:
+           hint: tuple[int, int, int] | None = None, prepared: PreparedCrop | None = None) -> Match:
     """Find `crop` in `original` at an integer offset and verify it at full resolution.
 
     Parameters
@@ -152,6 +170,8 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     crop : (h, w) or (h, w, 3) array with h <= H and w <= W.
     hint : optional (x, y, radius): search offsets within `radius` px of (x, y)
         first, and the whole original only if nothing there verifies.
+    prepared : `PreparedCrop(crop)`, when the caller built it already (for instance
+        while the original was still being decoded).
 
     Returns
     -------
@@ -168,18 +188,20 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     >>> locate(image, image[30:80, 50:110]).top_left
     (50, 30)
     """
-    original, crop = to_grey(original), to_grey(crop)
+    original, crop = same_depth(to_grey(original), to_grey(crop))
     if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
         raise ValueError("Image must be larger than template.")
-    tests = CropTests(crop, config)  # what verification needs from the crop, computed once
+    if prepared is None or prepared.crop is not crop:
+        prepared = PreparedCrop(crop, config)  # what search and verification need from the crop, computed once
+    tests = prepared.tests
     if crop.shape == original.shape:
         return verify_candidates(original, tests, [(0, 0, 0.0)], config)
     if hint is not None:
-        match = verify_candidates(original, tests, search(original, crop, config, window=hint), config)
+        match = verify_candidates(original, tests, search(original, prepared, config, window=hint), config)
         if match.found:
             match.searched = "proposal"
             return match
-    return verify_candidates(original, tests, search(original, crop, config), config)
+    return verify_candidates(original, tests, search(original, prepared, config), config)
 
 
 # ---------------------------------------------------------------- search
@@ -197,17 +219,31 @@ def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
     """[image, image / 2, image / 4, ...]: each level the 2 x 2 box mean of the one before."""
     scales = [image]
     for _ in range(levels):
-        height, width = scales[-1].shape
-        scales.append(cv2.resize(scales[-1], (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA))
+        scales.append(half(scales[-1]))
     return scales
 
 
-def search(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
+class PreparedCrop:
+    """What searching for a crop and verifying it need from the crop alone, computed once per crop:
+    its scale pyramid, the tiles `refine` compares at each level, and verification's `CropTests`."""
+
+    def __init__(self, crop: np.ndarray, config: VerifyConfig):
+        self.crop = crop
+        self.factor = coarse_factor(crop.shape, config)
+        self.levels = self.factor.bit_length() - 1
+        self.pyramid = pyramid(crop, self.levels)  # [crop, crop / 2, ...]
+        self.tests = CropTests(crop, config)
+        # Full resolution's tiles are picked from the texture verification measured, when its tiles match.
+        full_texture = self.tests.texture if self.tests.side == config.tile else None
+        self.comparison_tiles = [comparison_tiles(level_crop, config, full_texture if level == 0 else None)
+                                 for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
+
+
+def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
            window: tuple[int, int, int] | None = None) -> list[tuple[int, int, float]]:
     """Candidate offsets (x, y, mean squared residual) at full resolution, best first."""
-    factor = coarse_factor(crop.shape, config)
-    levels = factor.bit_length() - 1
-    originals, crops = pyramid(original, levels), pyramid(crop, levels)
+    factor, levels, crops = prepared.factor, prepared.levels, prepared.pyramid
+    originals = pyramid(original, levels)
     coarse_original, coarse_crop = originals[-1], crops[-1]
     max_x = coarse_original.shape[1] - coarse_crop.shape[1]
     max_y = coarse_original.shape[0] - coarse_crop.shape[0]
@@ -220,15 +256,30 @@ def search(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
     residual = cv2.matchTemplate(region, coarse_crop, cv2.TM_SQDIFF)  # (y1 - y0 + 1, x1 - x0 + 1)
     starts = [(x0 + x, y0 + y) for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing)]
 
-    templates = [comparison_tiles(level_crop, config) for level_crop in crops[:levels]]  # the coarsest is done
+    # (x, y, mean squared residual); the cost is final when the coarse search was at full resolution
+    candidates = [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
+    for level in range(levels - 1, -1, -1):
+        candidates = prune(candidates, config)[:config.refine_candidates]
+        tiles = prepared.comparison_tiles[level]
+        candidates = [refine(originals[level], crops[level].shape, tiles, 2 * x, 2 * y, config.refine_radius)
+                      for x, y, _ in candidates]
     refined = {}
-    for x, y in starts:
-        cost = residual[y - y0, x - x0] / crop.size  # final when the coarse search was at full resolution
-        for level in range(levels - 1, -1, -1):
-            x, y, cost = refine(originals[level], crops[level].shape, templates[level], 2 * x, 2 * y,
-                                config.refine_radius)
+    for x, y, cost in candidates:
         refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
     return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2])
+
+
+def prune(candidates: list[tuple[int, int, float]], config: VerifyConfig) -> list[tuple[int, int, float]]:
+    """The candidates whose residual is within `prune_factor` times the best one's (plus JPEG noise).
+
+    Following every coarse minimum down to full resolution cost most of a search's
+    time. At a reduced scale the true offset is off by up to half a pixel, which
+    adds texture to its residual, so the bar is generous; near-equal minima (flat
+    photos, repeating patterns) all stay, and verification sees them.
+    """
+    candidates = sorted(candidates, key=lambda c: c[2])
+    best = candidates[0][2] if candidates else 0.0
+    return [c for c in candidates if c[2] <= config.prune_factor * best + config.noise_floor]
 
 
 def lowest_minima(residual: np.ndarray, count: int, spacing: int) -> list[tuple[int, int]]:
@@ -245,13 +296,16 @@ def lowest_minima(residual: np.ndarray, count: int, spacing: int) -> list[tuple[
     return minima
 
 
-def comparison_tiles(crop: np.ndarray, config: VerifyConfig) -> list[tuple[int, int, np.ndarray]]:
+def comparison_tiles(crop: np.ndarray, config: VerifyConfig,
+                     texture: np.ndarray | None = None) -> list[tuple[int, int, np.ndarray]]:
     """What `refine` compares: the whole crop while small, else the most textured tile of each
-    cell of a refine_tiles x refine_tiles grid, as (x, y, tile) in the crop."""
+    cell of a refine_tiles x refine_tiles grid, as (x, y, tile) in the crop. `texture` is
+    `least_shift_energy(crop, config.tile)` when the caller has it."""
     if crop.size <= config.whole_crop_pixels:
         return [(0, 0, crop)]
     side = config.tile
-    texture = least_shift_energy(crop, side)  # (rows, cols) of tiles
+    if texture is None:
+        texture = least_shift_energy(crop, side)  # (rows, cols) of tiles
     rows = np.array_split(np.arange(texture.shape[0]), min(config.refine_tiles, texture.shape[0]))
     cols = np.array_split(np.arange(texture.shape[1]), min(config.refine_tiles, texture.shape[1]))
     tiles = []
@@ -296,10 +350,21 @@ def tile_means(values: np.ndarray, side: int | tuple[int, int]) -> np.ndarray:
     """Mean of `values` over each side x side (or (height, width)) tile: (h, w) -> (rows, cols)."""
     side_y, side_x = (side, side) if isinstance(side, int) else side
     rows, cols = tile_starts(values.shape[0], side_y), tile_starts(values.shape[1], side_x)
-    sums = np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
+    sums = tile_sums_down(tile_sums_down(values, len(rows), side_y).T, len(cols), side_x).T  # (rows, cols)
     heights = np.diff(np.append(rows, values.shape[0]))
     widths = np.diff(np.append(cols, values.shape[1]))
     return sums / np.outer(heights, widths)
+
+
+def tile_sums_down(values: np.ndarray, count: int, side: int) -> np.ndarray:
+    """Sums of `values` over `count` bands of rows, each `side` rows but the last, which runs to the end.
+
+    A reshape and a sum, not np.add.reduceat: several times faster on the large
+    arrays a full-resolution crop gives.
+    """
+    full = count - 1
+    head = values[:full * side].reshape(full, side, *values.shape[1:]).sum(axis=1)  # (full, ...)
+    return np.concatenate([head, values[full * side:].sum(axis=0, keepdims=True)])
 
 
 def least_shift_energy(image: np.ndarray, side: int | tuple[int, int]) -> np.ndarray:
@@ -310,10 +375,48 @@ def least_shift_energy(image: np.ndarray, side: int | tuple[int, int]) -> np.nda
     off in the direction the tile constrains least: near zero for flat areas and
     straight edges, large for texture. The last row and column are edge-padded.
     """
-    padded = np.pad(image, ((0, 1), (1, 1)), mode="edge")  # one row below, one column each side
+    # A row below and a column each side, repeating the edge (cv2's copy is much faster than np.pad).
+    padded = cv2.copyMakeBorder(image.astype(np.float32, copy=False), 0, 1, 1, 1, cv2.BORDER_REPLICATE)
     centre = padded[:-1, 1:-1]
     neighbours = (padded[:-1, 2:], padded[1:, 1:-1], padded[1:, 2:], padded[1:, :-2])  # right, down, diagonals
-    return np.min([tile_means((neighbour - centre) ** 2, side) for neighbour in neighbours], axis=0)
+    change = np.empty_like(centre)  # one buffer for the four shifts: this runs on every full-resolution crop
+    energies = []
+    for neighbour in neighbours:
+        np.subtract(neighbour, centre, out=change)
+        np.square(change, out=change)
+        energies.append(tile_means(change, side))
+    return np.min(energies, axis=0)
+
+
+def tile_energy(image: np.ndarray, tiles: list[tuple[int, int]], side: int) -> np.ndarray:
+    """`least_shift_energy(image, side)` of a few tiles only, given by their (x, y) in `tile_grid`: (n,).
+
+    Every tile is read as a window of the longest extent a tile can have, with the
+    pixels past its own extent masked out, so that all are measured in one go.
+    """
+    if not tiles:
+        return np.zeros(0)
+    height, width = image.shape
+    span = side + side // 2  # the longest a tile can be: a remainder under half a tile joins the last
+    # Edges repeated as least_shift_energy does, with room for every window.
+    padded = cv2.copyMakeBorder(image, 0, span + 1, 1, span + 1, cv2.BORDER_REPLICATE)
+    xs, ys = np.array(tiles).T
+    rows = ys[:, None] + np.arange(span + 1)  # (n, span + 1)
+    cols = xs[:, None] + np.arange(span + 2)  # (n, span + 2); padded column 0 is the image's column -1
+    windows = padded[rows[:, :, None], cols[:, None, :]].astype(np.float32)  # (n, span + 1, span + 2)
+    heights = np.where(ys == tile_starts(height, side)[-1], height - ys, side)  # the last row and column of
+    widths = np.where(xs == tile_starts(width, side)[-1], width - xs, side)  # tiles run to the image's edge
+    inside = ((np.arange(span)[None, :, None] < heights[:, None, None])
+              & (np.arange(span)[None, None, :] < widths[:, None, None]))  # (n, span, span)
+    centre = windows[:, :-1, 1:-1]
+    neighbours = (windows[:, :-1, 2:], windows[:, 1:, 1:-1], windows[:, 1:, 2:], windows[:, 1:, :-2])
+    energies = [(((neighbour - centre) ** 2) * inside).sum(axis=(1, 2)) for neighbour in neighbours]
+    return np.min(energies, axis=0) / (heights * widths)
+
+
+def half(image: np.ndarray) -> np.ndarray:
+    """The image at half size, each pixel the mean of a 2 x 2 block (as `pyramid` makes it)."""
+    return cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
 
 
 def verification_tile(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
@@ -334,43 +437,48 @@ def neighbour_residuals(original: np.ndarray, crop: np.ndarray, x: int, y: int, 
     The centre [:, r, r] is (x, y) itself; offsets that would leave the original are +inf.
     """
     size = 2 * radius + 1
-    maps = np.full((len(tiles), size, size), np.inf, dtype=np.float64)
-    for index, (tx, ty) in enumerate(tiles):
+    maps = np.full((len(tiles), size, size), np.inf)
+    pixels = np.empty(len(tiles))
+    height, width = original.shape
+    for index, (tx, ty) in enumerate(tiles):  # this loop is verification's hot spot: keep its body lean
         tile = crop[ty:ty + side, tx:tx + side]
-        left, top = x + tx, y + ty  # where the tile sits in the original
-        x0, y0 = max(0, left - radius), max(0, top - radius)
-        x1 = min(original.shape[1], left + tile.shape[1] + radius)
-        y1 = min(original.shape[0], top + tile.shape[0] + radius)
-        found = cv2.matchTemplate(original[y0:y1, x0:x1], tile, cv2.TM_SQDIFF) / tile.size
-        row, col = y0 - top + radius, x0 - left + radius
-        maps[index, row:row + found.shape[0], col:col + found.shape[1]] = found
-    return maps
+        pixels[index] = tile.size
+        left, top = x + tx - radius, y + ty - radius  # the window's corner in the original
+        bottom, right = top + tile.shape[0] + 2 * radius, left + tile.shape[1] + 2 * radius
+        if left >= 0 and top >= 0 and right <= width and bottom <= height:
+            maps[index] = cv2.matchTemplate(original[top:bottom, left:right], tile, cv2.TM_SQDIFF)
+            continue
+        x0, y0 = max(0, left), max(0, top)  # near a border: offsets that leave the original stay +inf
+        found = cv2.matchTemplate(original[y0:min(height, bottom), x0:min(width, right)], tile, cv2.TM_SQDIFF)
+        maps[index, y0 - top:y0 - top + found.shape[0], x0 - left:x0 - left + found.shape[1]] = found
+    return maps / pixels[:, None, None]  # mean per pixel
 
 
 def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]], side: int,
-           radius: int = 3, steps: int = 4) -> tuple[int, int, np.ndarray]:
+           radius: int = 3, steps: int = 4) -> tuple[int, int, np.ndarray | None]:
     """Move (x, y) to the best offset within `radius` px, by the textured tiles' summed residual, until it stays.
 
     The coarse-to-fine search can end a few pixels off on smooth photos, where
     a few tiles of JPEG block edges weigh as much as the scene, and the residual's
     valley can run diagonally; all textured tiles together at full resolution,
     over a 7 x 7 neighbourhood, settle it. Returns the offset and the tiles'
-    (n, 3, 3) maps around it.
+    (n, 3, 3) maps around it, or None for the maps if it still moved at its last step.
     """
     max_x, max_y = original.shape[1] - crop.shape[1], original.shape[0] - crop.shape[0]
+    if not tiles:
+        return x, y, neighbour_residuals(original, crop, x, y, tiles, side)
     for _ in range(steps):
-        if not tiles:
-            break
-        total = neighbour_residuals(original, crop, x, y, tiles, side, radius).sum(axis=0)
+        maps = neighbour_residuals(original, crop, x, y, tiles, side, radius)
+        total = maps.sum(axis=0)
         offsets = np.arange(-radius, radius + 1)
         # Moves that would push the crop out of the original are barred.
         total[(y + offsets < 0) | (y + offsets > max_y), :] = np.inf
         total[:, (x + offsets < 0) | (x + offsets > max_x)] = np.inf
         dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
-        if (dx, dy) == (radius, radius):
-            break
+        if (dx, dy) == (radius, radius):  # it stays: the 3 x 3 maps around it are already measured
+            return x, y, maps[:, radius - 1:radius + 2, radius - 1:radius + 2]
         x, y = x + int(dx) - radius, y + int(dy) - radius
-    return x, y, neighbour_residuals(original, crop, x, y, tiles, side)
+    return x, y, None
 
 
 def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, cells: int = 10) -> np.ndarray:
@@ -404,12 +512,12 @@ class SmoothedCrop:
         self.side = (max(2, side // factors[0]), max(2, side // factors[1]))
         self.shape = crop.shape
         self.size = (max(1, crop.shape[1] // factors[1]), max(1, crop.shape[0] // factors[0]))  # cv2's (w, h)
-        self.crop = cv2.resize(crop, self.size, interpolation=cv2.INTER_AREA)
+        self.crop = cv2.resize(crop.astype(np.float32, copy=False), self.size, interpolation=cv2.INTER_AREA)
         self.texture = least_shift_energy(self.crop, self.side).ravel()  # (tiles,)
 
     def residual(self, original: np.ndarray, x: int, y: int) -> np.ndarray:
         """(tiles,) mean squared residual against the original at (x, y), at the reduced scale."""
-        region = original[y:y + self.shape[0], x:x + self.shape[1]]
+        region = original[y:y + self.shape[0], x:x + self.shape[1]].astype(np.float32, copy=False)
         reduced = cv2.resize(region, self.size, interpolation=cv2.INTER_AREA)
         return tile_means((self.crop - reduced) ** 2, self.side).ravel()
 
@@ -419,24 +527,54 @@ class CropTests:
     each tile's texture, the tiles checked at full resolution and the smoothed crop."""
 
     def __init__(self, crop: np.ndarray, config: VerifyConfig):
-        self.crop = crop
+        self.crop, self.config = crop, config
         self.side = verification_tile(crop.shape, config)
-        texture = least_shift_energy(crop, self.side)  # (rows, cols): what a one-pixel error costs each tile
+        # (rows, cols): what a one-pixel error costs each tile. On a large crop, measured on the crop
+        # at half size (the same tile grid, a quarter of the pixels), which ranks tiles just as well;
+        # the tiles chosen are then measured exactly.
+        half_size = crop.size > config.whole_crop_pixels
+        self.texture = (least_shift_energy(half(crop), self.side // 2) if half_size
+                        else least_shift_energy(crop, self.side))
         # The most textured tiles of every part of the crop settle the offset at full resolution (even
         # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
-        chosen = spread_tiles(texture.ravel(), texture.shape, config.check_tiles)
+        chosen = spread_tiles(self.texture.ravel(), self.texture.shape, config.check_tiles)
         grid = tile_grid(crop.shape, self.side)
         self.check = [grid[index] for index in chosen]
-        self.check_texture = texture.ravel()[chosen]
+        self.check_texture = (tile_energy(crop, self.check, self.side) if half_size
+                              else self.texture.ravel()[chosen])
         self.smoothed = SmoothedCrop(crop, self.side)
 
     def measure(self, original: np.ndarray, x: int, y: int) -> Evidence:
-        """Polish (x, y) at full resolution and gather both tests' per-tile evidence there."""
-        x, y, maps = polish(original, self.crop, x, y, self.check, self.side)
+        """Polish (x, y) at full resolution and gather both tests' per-tile evidence there.
+
+        A candidate where fewer than `give_up_share` of the tiles fit within noise
+        is given up before polishing, the costly part: the smoothed test forgives an
+        offset a pixel or two off (that is what its texture allowance is for), and
+        the search leaves a true offset that close, so such a candidate (a flipped
+        crop's best guess, say) cannot be the crop's place.
+        """
+        config = self.config
+        residual = self.smoothed.residual(original, x, y)
+        fits = within_noise(residual, self.smoothed.texture, self.smoothed.noise_scale, config.noise_floor,
+                            config.texture_gain)
+        if fits.mean() < config.give_up_share:
+            maps = np.full((len(self.check), 3, 3), np.inf)  # not measured: no tile fits best here
+        else:
+            moved_x, moved_y, maps = polish(original, self.crop, x, y, self.check, self.side)
+            if maps is None:  # still moving after its last step
+                maps = neighbour_residuals(original, self.crop, moved_x, moved_y, self.check, self.side)
+            if (moved_x, moved_y) != (x, y):
+                x, y, residual = moved_x, moved_y, self.smoothed.residual(original, moved_x, moved_y)
         flat = maps.reshape(len(self.check), 9)
         best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1)  # the centre is the offset itself
-        return Evidence(x, y, maps, self.smoothed.residual(original, x, y), best_here, self.smoothed.texture,
-                        self.smoothed.noise_scale, self.check_texture)
+        return Evidence(x, y, maps, residual, best_here, self.smoothed.texture, self.smoothed.noise_scale,
+                        self.check_texture)
+
+
+def within_noise(residual: np.ndarray, texture: np.ndarray, noise_scale: float, noise_floor: float,
+                 texture_gain: float) -> np.ndarray:
+    """(tiles,) whether each tile's smoothed residual is within JPEG noise plus a share of its own texture."""
+    return residual <= noise_floor * noise_scale + texture_gain * texture
 
 
 @dataclass
@@ -454,10 +592,10 @@ class Evidence:
 
     def scores(self, noise_floor: float, texture_gain: float, texture_floor: float) -> tuple[float, float]:
         """(share of tiles within noise, share of textured tiles that fit best exactly at the offset)."""
-        within_noise = float((self.residual <= noise_floor * self.noise_scale + texture_gain * self.texture).mean())
+        fits = within_noise(self.residual, self.texture, self.noise_scale, noise_floor, texture_gain).mean()
         decisive = self.check_texture >= texture_floor
         best_here = float(self.best_here[decisive].mean()) if decisive.any() else 1.0
-        return within_noise, best_here
+        return float(fits), best_here
 
 
 def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[tuple[int, int, float]],
@@ -476,9 +614,13 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
     the answer ambiguous.
     """
     best, verified, verified_cost = Match.none(), [], np.inf
+    best_cost = candidates[0][2] if candidates else 0.0
     for x, y, cost in candidates[:config.max_verified]:
-        if verified and cost > 2 * verified_cost + config.noise_floor:
-            break  # clearly worse than the verified answer: cannot be an equally good offset
+        if cost > 2 * (verified_cost if verified else best_cost) + config.noise_floor:
+            # Clearly worse than the verified answer: cannot be an equally good offset. Clearly worse than
+            # a best candidate that failed: at full resolution a true offset leaves only JPEG noise, so it
+            # would have been the best.
+            break
         evidence = tests.measure(original, x, y)
         within_noise, best_here = evidence.scores(config.noise_floor, config.texture_gain, config.texture_floor)
         score = min(within_noise, best_here)

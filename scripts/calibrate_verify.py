@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cropnet.config import PAIR_KINDS, SynthConfig  # noqa: E402
 from cropnet.data import PairDataset, load_folder  # noqa: E402
-from cropnet.verify import CropTests, Evidence, VerifyConfig, search, to_grey  # noqa: E402
+from cropnet.verify import Evidence, PreparedCrop, VerifyConfig, search, to_grey  # noqa: E402
 
 TEXTURE_FLOORS = (60, 100, 150)  # texture_floor values on the grid
 
@@ -33,9 +33,9 @@ def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
         original, crop = crop, original  # resized-up negatives can be larger than their "original"
         if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
             return []
-    tests = CropTests(crop, config)
-    candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, crop, config)
-    return [tests.measure(original, x, y) for x, y, _ in candidates[:config.max_verified]]
+    prepared = PreparedCrop(crop, config)
+    candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, prepared, config)
+    return [prepared.tests.measure(original, x, y) for x, y, _ in candidates[:config.max_verified]]
 
 
 def decide(evidence: list[Evidence], noise_floor: float, texture_gain: float, texture_floor: float,
