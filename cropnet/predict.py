@@ -116,7 +116,10 @@ class Predictor:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.method, self.threshold, self.model = method, threshold, None
-        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")  # a second core for decoding
+        # Threads, so that decoding, the network and verification's preparation use both cores of a small
+        # machine: the original's full-size decode, and the network's view of the pair (see predict_files).
+        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network")
         if method != "classic":  # classic never imports torch: it starts and answers fast
             import torch
 
@@ -133,13 +136,13 @@ class Predictor:
         proposal = self.propose(a, b)
         if self.method == "hybrid":
             return predict_classic(a, b, names, proposal=proposal)
-        scores = {"paired": proposal.paired_prob, "swapped": proposal.swapped_prob}
-        if not proposal.paired:
-            return Prediction(names[0], names[1], False, None, None, "net", scores)
-        return Prediction(names[0], names[1], True, proposal.swapped, proposal.top_left, "net", scores)
+        return net_answer(proposal, names)
 
-    def propose(self, a: np.ndarray, b: np.ndarray) -> Proposal:
-        """The network's view of a pair: probabilities, the size rule, a corner at its input's resolution."""
+    def propose(self, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
+        """The network's view of a pair: probabilities, the size rule, a corner at its input's resolution.
+
+        `a` and `b` may be reduced copies (see `propose_files`); `sizes` then gives their true (width, height).
+        """
         import torch
 
         from .data import fit_pair
@@ -150,7 +153,7 @@ class Predictor:
             output = self.model(torch.from_numpy(image)[None].to(self.device))
         paired_prob = float(output.paired_logits.softmax(1)[0, 1])
         swapped_prob = float(output.swapped_logits.softmax(1)[0, 1])
-        size_a, size_b = np.array([a.shape[1], a.shape[0]]), np.array([b.shape[1], b.shape[0]])
+        size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
         paired, swapped = apply_size_rule(np.array(paired_prob >= self.threshold), np.array(swapped_prob >= 0.5),
                                           size_a, size_b)
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
@@ -162,9 +165,42 @@ class Predictor:
         if self.method == "classic":  # pixels only: grey suffices, and the crop is prepared while the original decodes
             a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
             return predict_classic(a, b, names, prepared=prepared)
-        a = load_image(path_a, max_pixels)
-        b = load_image(path_b, max_pixels)
-        return self.predict_arrays(a, b, names=names)
+        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)
+        if self.method == "net":
+            return net_answer(self.propose_files(path_a, path_b, sizes, max_pixels), names)
+        # hybrid: the network's view is decoded and run on one thread while the pair is decoded for verification
+        proposal = self.viewer.submit(self.propose_files, path_a, path_b, sizes, max_pixels)
+        a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
+        return predict_classic(a, b, names, proposal=proposal.result(), prepared=prepared)
+
+    def propose_files(self, path_a, path_b, sizes: tuple, max_pixels: int = DEFAULT_MAX_PIXELS) -> Proposal:
+        """`propose` for two files, decoded only as large as the network's input needs (`network_scales`)."""
+        config = self.model.config
+        scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
+        a = load_image(path_a, max_pixels, scale=scale_a)
+        b = load_image(path_b, max_pixels, scale=scale_b)
+        return self.propose(a, b, sizes)
+
+
+def network_scales(sizes: tuple, input_size: int, fit: str) -> tuple[float, float]:
+    """How much each image of a pair can be reduced before `fit_pair` without losing what it keeps.
+
+    "common" shrinks both by the factor that fits the larger side of either into the
+    input, so both are decoded at that factor (and `fit_pair` then leaves them be);
+    "stretch" squeezes each to input x input, which keeps at most input px of its shorter side.
+    """
+    if fit == "common":
+        scale = min(1.0, input_size / max(max(size) for size in sizes))
+        return scale, scale
+    return tuple(min(1.0, input_size / min(size)) for size in sizes)
+
+
+def net_answer(proposal: Proposal, names) -> Prediction:
+    """The network's proposal as the answer (`--method net`)."""
+    scores = {"paired": proposal.paired_prob, "swapped": proposal.swapped_prob}
+    if not proposal.paired:
+        return Prediction(names[0], names[1], False, None, None, "net", scores)
+    return Prediction(names[0], names[1], True, proposal.swapped, proposal.top_left, "net", scores)
 
 
 def load_and_prepare(path_a, path_b, max_pixels: int, decoder: ThreadPoolExecutor,
