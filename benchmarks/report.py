@@ -36,13 +36,21 @@ def decoded_mb(truth: list[dict]) -> float:
     return max(3 * (p["size_a"][0] * p["size_a"][1] + p["size_b"][0] * p["size_b"][1]) for p in truth) / 2**20
 
 
-def joined(results: dict, truth: dict, method: str, specs: list[str]) -> list[tuple[dict, dict]]:
-    """(truth, answer) for every pair `method` answered in the given specs."""
+def answered(results: dict, method: str) -> set[tuple[str, int]]:
+    """(set, index) of every pair `method` answered."""
+    return {(spec, a["index"]) for spec, records in results.items() if method in records
+            for a in records[method]["pairs"]}
+
+
+def joined(results: dict, truth: dict, method: str, specs: list[str],
+           only: set[tuple[str, int]] | None = None) -> list[tuple[dict, dict]]:
+    """(truth, answer) for every pair `method` answered in the given specs (and in `only`, when given)."""
     rows = []
     for spec in specs:
         if method in results.get(spec, {}):
             by_index = {p["index"]: p for p in truth[spec]}
-            rows += [(by_index[a["index"]], a) for a in results[spec][method]["pairs"]]
+            rows += [(by_index[a["index"]], a) for a in results[spec][method]["pairs"]
+                     if only is None or (spec, a["index"]) in only]
     return rows
 
 
@@ -52,11 +60,13 @@ def tally(rows: list[tuple[dict, dict]]) -> dict:
             "ambiguous": sum(bool(a.get("ambiguous")) for _, a in rows)}
 
 
-def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: list[str]) -> dict:
+def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: list[str],
+             only: set[tuple[str, int]] | None = None) -> dict:
     """Per category: the main sets (full crop-size range) by kind and JPEG band; crops under 100 px from every
-    set; the tiny-crop sets' negatives; and corner exactness over the true crops found."""
-    rows = joined(results, truth, method, main)
-    tiny_rows = joined(results, truth, method, tiny)
+    set; the tiny-crop sets' negatives; and corner exactness over the true crops found. `only`: just these
+    (set, index) pairs, to compare two methods on the pairs both answered."""
+    rows = joined(results, truth, method, main, only)
+    tiny_rows = joined(results, truth, method, tiny, only)
     categories = {
         "all pairs": tally(rows),
         "true crops found": tally([r for r in rows if r[0]["kind"] == "positive"]),
