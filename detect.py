@@ -260,18 +260,20 @@ def predict(image_a, image_b, pairs_file, method, as_json, checkpoint, threshold
     from tqdm import tqdm
 
     failed = 0
+    # Answered as a stream: each pair's files are read while the one before is answered.
+    answers = predictor.predict_many([(row["a"], row["b"]) for row in rows if "error" not in row], max_pixels)
     # The bar goes to stderr, and only when a person watches it: stdout stays one answer per line.
     for row in tqdm(rows, desc="predict", unit="pair", file=sys.stderr, disable=not sys.stderr.isatty()):
         if "error" not in row:
-            try:
-                prediction = predictor.predict_files(row["a"], row["b"], max_pixels)
-                show(prediction.to_json(), prediction.to_text())
+            answer = next(answers)
+            if not isinstance(answer, Exception):
+                show(answer.to_json(), answer.to_text())
                 continue
-            except CropnetError as error:
-                row["error"] = str(error)
-            except Exception as error:  # a bug on one row must not lose the batch's other answers
-                show_traceback_if_debugging(error)
-                row["error"] = f"{row['a']}, {row['b']}: internal error ({type(error).__name__}: {error})"
+            if isinstance(answer, CropnetError):
+                row["error"] = str(answer)
+            else:  # a bug on one row must not lose the batch's other answers
+                show_traceback_if_debugging(answer)
+                row["error"] = f"{row['a']}, {row['b']}: internal error ({type(answer).__name__}: {answer})"
         failed += 1
         show(row, f"error: {row['error']}")
     sys.exit(EXIT_ERROR if failed else EXIT_PAIRED)

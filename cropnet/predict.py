@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,25 +162,68 @@ class Predictor:
         return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob)
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
-        names = (str(path_a), str(path_b))
-        if self.method == "classic":  # pixels only: grey suffices, and the crop is prepared while the original decodes
-            a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
-            return predict_classic(a, b, names, prepared=prepared)
-        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)
-        if self.method == "net":
-            return net_answer(self.propose_files(path_a, path_b, sizes, max_pixels), names)
-        # hybrid: the network's view is decoded and run on one thread while the pair is decoded for verification
-        proposal = self.viewer.submit(self.propose_files, path_a, path_b, sizes, max_pixels)
-        a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
-        return predict_classic(a, b, names, proposal=proposal.result(), prepared=prepared)
+        return self.answer(self.load(path_a, path_b, max_pixels))
 
-    def propose_files(self, path_a, path_b, sizes: tuple, max_pixels: int = DEFAULT_MAX_PIXELS) -> Proposal:
-        """`propose` for two files, decoded only as large as the network's input needs (`network_scales`)."""
+    def predict_many(self, pairs: list[tuple[str, str]], max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator:
+        """Answers for many pairs of files, in order: a Prediction, or the exception that pair raised.
+
+        Each pair's files are read (decoded, and the crop prepared) on a thread of
+        their own while the pair before is answered, so a batch keeps both cores busy.
+        """
+        if not pairs:
+            return
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        try:
+            pending = reader.submit(self.load, *pairs[0], max_pixels)
+            for index in range(len(pairs)):
+                current = pending
+                if index + 1 < len(pairs):
+                    pending = reader.submit(self.load, *pairs[index + 1], max_pixels)
+                try:
+                    yield self.answer(current.result())
+                except Exception as error:  # the caller reports it as that pair's answer, and goes on
+                    yield error
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+
+    def load(self, path_a, path_b, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedPair:
+        """Read two files as this method needs them: grey at full size for verification (classic, hybrid),
+        reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
+        names = (str(path_a), str(path_b))
+        if self.method == "classic":
+            return LoadedPair(names, *load_and_prepare(path_a, path_b, max_pixels, self.decoder))
+        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
-        a = load_image(path_a, max_pixels, scale=scale_a)
-        b = load_image(path_b, max_pixels, scale=scale_b)
-        return self.propose(a, b, sizes)
+        if self.method == "net":
+            view = load_image(path_a, max_pixels, scale=scale_a), load_image(path_b, max_pixels, scale=scale_b)
+            return LoadedPair(names, view=view, sizes=sizes)
+        # hybrid: the network's view is decoded on one thread while the pair is decoded for verification
+        view_a = self.viewer.submit(load_image, path_a, max_pixels, scale=scale_a)
+        view_b = self.viewer.submit(load_image, path_b, max_pixels, scale=scale_b)
+        a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
+        return LoadedPair(names, a, b, prepared, (view_a.result(), view_b.result()), sizes)
+
+    def answer(self, pair: LoadedPair) -> Prediction:
+        """The answer for a pair `load` read."""
+        if self.method == "classic":
+            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared)
+        proposal = self.propose(*pair.view, pair.sizes)
+        if self.method == "net":
+            return net_answer(proposal, pair.names)
+        return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared)
+
+
+@dataclass
+class LoadedPair:
+    """Two files as a method needs them (see `Predictor.load`)."""
+
+    names: tuple[str, str]
+    a: np.ndarray | None = None  # (H, W) uint8 luma at full size, for verification
+    b: np.ndarray | None = None
+    prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
+    view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
+    sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
 
 
 def network_scales(sizes: tuple, input_size: int, fit: str) -> tuple[float, float]:

@@ -1,0 +1,86 @@
+"""Predictor's file paths: what each method reads (grey, reduced views), batches answered as a stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import textured_photo
+from PIL import Image
+
+from cropnet.errors import ImageError
+from cropnet.images import load_image
+from cropnet.predict import Predictor, network_scales
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    """A 400x300 original, its 150x100 crop at (123, 45), a crop of another photo, and a flipped crop."""
+    original = textured_photo(11, 400, 300)
+    Image.fromarray(original).save(tmp_path / "original.jpg", quality=90)
+    Image.fromarray(original[45:145, 123:273]).save(tmp_path / "crop.jpg", quality=60)
+    Image.fromarray(textured_photo(12, 400, 300)).save(tmp_path / "other-full.png")
+    Image.fromarray(textured_photo(12, 400, 300)[45:145, 123:273]).save(tmp_path / "other.png")
+    Image.fromarray(original[45:145, 123:273, :][:, ::-1]).save(tmp_path / "flip.jpg", quality=60)
+    return tmp_path
+
+
+def test_batch_answers_in_order_with_errors_in_place(pair_files):
+    predictor = Predictor("classic")
+    original, crop = str(pair_files / "original.jpg"), str(pair_files / "crop.jpg")
+    pairs = [(original, crop), (crop, original), (str(pair_files / "missing.jpg"), crop),
+             (original, str(pair_files / "other.png")), (original, str(pair_files / "flip.jpg"))]
+    answers = list(predictor.predict_many(pairs))
+    assert len(answers) == 5
+    assert (answers[0].paired, answers[0].swapped, answers[0].top_left) == (True, False, (123, 45))
+    assert (answers[1].paired, answers[1].swapped, answers[1].top_left) == (True, True, (123, 45))
+    assert isinstance(answers[2], ImageError) and "missing.jpg" in str(answers[2])
+    assert not answers[3].paired and not answers[4].paired
+    # The stream gives what one pair at a time gives.
+    for (a, b), answer in zip(pairs, answers, strict=True):
+        if not isinstance(answer, Exception):
+            assert predictor.predict_files(a, b).to_json() == answer.to_json()
+
+
+def test_batch_of_nothing():
+    assert list(Predictor("classic").predict_many([])) == []
+
+
+def test_grey_decoding_is_the_luma_of_the_rgb(pair_files):
+    rgb = load_image(pair_files / "original.jpg").astype(np.float64)
+    grey = load_image(pair_files / "original.jpg", grey=True)
+    assert grey.shape == rgb.shape[:2] and grey.dtype == np.uint8
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    # JPEG's own Y channel against luma of the decoded RGB: equal but for rounding and clipped colours.
+    assert np.mean((grey - luma) ** 2) < 1.0
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.13, 0.05])
+def test_reduced_decoding_has_the_asked_size(pair_files, scale):
+    reduced = load_image(pair_files / "original.jpg", scale=scale)
+    assert reduced.shape == (round(300 * scale), round(400 * scale), 3)
+    def resized(name):
+        return np.asarray(Image.fromarray(load_image(pair_files / name)).resize(
+            reduced.shape[1::-1], Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.float64)
+
+    # The same picture, through DCT scaling: the photos' pixel grain differs, their scenes do not.
+    same = np.mean(np.abs(reduced - resized("original.jpg")))
+    other = np.mean(np.abs(reduced - resized("other-full.png")))
+    assert same < 10 and same < other / 3
+
+
+def test_network_scales_keep_the_input_size():
+    assert network_scales(((4000, 3000), (1500, 1000)), 128, "common") == (128 / 4000, 128 / 4000)
+    assert network_scales(((100, 80), (60, 50)), 128, "common") == (1.0, 1.0)  # never enlarged
+    assert network_scales(((4000, 3000), (1500, 1000)), 128, "stretch") == (128 / 3000, 128 / 1000)
+
+
+def test_net_and_hybrid_read_reduced_views_and_answer_as_from_arrays(pair_files, tiny_checkpoint):
+    original, crop = pair_files / "original.jpg", pair_files / "crop.jpg"
+    for method in ("net", "hybrid"):
+        predictor = Predictor(method, tiny_checkpoint)
+        from_files = predictor.predict_files(original, crop)
+        from_arrays = predictor.predict_arrays(load_image(original), load_image(crop))
+        # Same network scores (the reduced view loses nothing the 64-px input keeps), up to resampling.
+        assert from_files.scores["paired"] == pytest.approx(from_arrays.scores["paired"], abs=0.05)
+        if method == "hybrid":
+            assert (from_files.paired, from_files.top_left) == (True, (123, 45))
