@@ -153,6 +153,9 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {LABELS[method]} | {t['pairs']} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} | {ratio} "
                          f"| {t['pairs_per_second']:.2f} | {t['peak_rss_mb']:.0f} | {t['work_mb']:.0f} |")
         lines.append("")
+    lines += ["Pairs per second over every set (different sizes and pair counts, so only comparable between "
+              "methods that answered the same pairs): " + ", ".join(
+                  f"{m} {v:.2f}" for m, v in summary["overall_pairs_per_second"].items()) + ".", ""]
     if summary.get("forward_ms"):
         default = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["forward_ms"].items())
         single = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["forward_ms_1_thread"].items())

@@ -212,6 +212,10 @@ def summarize(results: dict, truth: dict, specs: tuple[PairSpec, ...], methods: 
         floor = records.get("floor")
         floor_median = float(np.median([p["seconds"] for p in floor["pairs"]])) if floor else None
         summary["timing"][name] = {m: report.timing(r, floor_median) for m, r in records.items()}
+    summary["overall_pairs_per_second"] = {
+        m: sum(len(results[n][m]["pairs"]) for n in results if m in results[n])
+        / sum(p["seconds"] for n in results if m in results[n] for p in results[n][m]["pairs"])
+        for m in methods if any(m in records for records in results.values())}
     # Pooled over every process of the method: the forward pass does not depend on the set.
     summary["forward_ms"] = {m: 1000 * float(np.median(f["forward_seconds"])) for m, f in forward.items()}
     summary["forward_ms_1_thread"] = {m: 1000 * float(np.median(f["forward_seconds_1_thread"]))
