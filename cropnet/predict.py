@@ -130,6 +130,11 @@ class Predictor:
             self.device = device or torch.device("cpu")
             checkpoint = load_checkpoint(checkpoint_path, map_location=self.device)
             self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
+            if method == "hybrid" and self.device.type == "cpu":
+                # hybrid keeps up to two threads of its own decoding and verifying beside the network;
+                # torch's worker threads on those cores would only wait (on 2 cores with the other one busy,
+                # a forward pass with torch's default 2 threads took 3 to 5 times as long as with 1).
+                torch.set_num_threads(max(1, torch.get_num_threads() - 2))
 
     def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> Prediction:
         if self.method == "classic":
