@@ -146,17 +146,25 @@ def make_sift() -> Callable[[str, str], dict]:
 
 
 def make_cropnet(method: str):
-    """A cropnet Predictor, model loaded once, answering from file paths as `detect.py predict --pairs` does."""
+    """A cropnet Predictor, model loaded once. `answer(a, b)` answers one pair; `answer.many(pairs)` answers a
+    batch as `detect.py predict --pairs` does (Predictor.predict_many: the next pair is read while one is
+    answered), when this version of cropnet has it."""
     from cropnet.predict import Predictor
 
     predictor = Predictor(method)
 
-    def answer(path_a: str, path_b: str) -> dict:
-        prediction = predictor.predict_files(path_a, path_b)
+    def as_dict(prediction) -> dict:
+        if isinstance(prediction, Exception):  # predict_many hands a pair's error over instead of raising
+            raise prediction
         return {"paired": prediction.paired, "swapped": prediction.swapped,
                 "top_left": list(prediction.top_left) if prediction.top_left else None,
                 "ambiguous": prediction.ambiguous, "score": prediction.scores.get("verification")}
 
+    def answer(path_a: str, path_b: str) -> dict:
+        return as_dict(predictor.predict_files(path_a, path_b))
+
+    if hasattr(predictor, "predict_many"):
+        answer.many = lambda pairs: map(as_dict, predictor.predict_many(pairs))
     answer.predictor = predictor  # the worker times the network's forward pass on its own
     return answer
 

@@ -137,6 +137,11 @@ def markdown(summary: dict) -> str:
               "median over the floor's median in the same run (the floor "
               "ran first and last for each set; both passes pooled). Peak RSS includes the interpreter, the "
               "libraries and the model; work = peak minus the resident memory after imports and model load.", ""]
+    if summary.get("batch_mode"):
+        lines += [f"Batch mode for {', '.join(summary['batch_mode'])}: one `Predictor.predict_many` call per set, "
+                  "as `detect.py predict --pairs` answers (the next pair is read while one is answered); a pair's "
+                  "time is the interval between consecutive answers. The decoders and references answer one pair "
+                  "after the other on one thread of their own (OpenCV may use more inside a call).", ""]
     for spec in specs:
         name = spec["name"]
         if name not in summary["timing"]:
@@ -157,11 +162,12 @@ def markdown(summary: dict) -> str:
               "methods that answered the same pairs): " + ", ".join(
                   f"{m} {v:.2f}" for m, v in summary["overall_pairs_per_second"].items()) + ".", ""]
     if summary.get("forward_ms"):
-        default = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["forward_ms"].items())
+        default = ", ".join(f"{k} {v:.1f} ms ({summary['torch_threads'][k]} threads)"
+                            for k, v in summary["forward_ms"].items())
         single = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["forward_ms_1_thread"].items())
         lines += [f"Network forward pass alone (one pair, batch of 1, median over 5 runs after a warm-up in every "
-                  f"process of the method, after its pairs): with torch's {summary['torch_threads']} threads "
-                  f"{default}; with 1 thread {single}.", ""]
+                  f"process of the method, after its pairs): with the threads the method left torch {default}; "
+                  f"with 1 thread {single}.", ""]
     lines += ["## Growth with size", "",
               "Exponent k in time ∝ megapixels^k, least squares on the log of the median time per pair over the "
               "sets from 1 to 24 MP, on the pairs every one of those sets has. k ≤ 1: no worse than linear.", "",

@@ -128,20 +128,25 @@ def time_startup(manifests: dict[str, Path], repeats: int, with_torch: bool = Tr
     return {"set": name, "repeats": repeats, "commands": [time_command(c, repeats) for c in commands]}
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+def cropnet_version() -> str:
+    """The last commit, and which of cropnet's files differ from it: the code being measured."""
     git = subprocess.run(["git", "log", "-1", "--format=%h %cd", "--date=iso"], capture_output=True, text=True,
                          cwd=REPO).stdout.strip()
     changed = subprocess.run(["git", "status", "--porcelain", "cropnet", "detect.py"], capture_output=True,
                              text=True, cwd=REPO).stdout.split()
+    return git + (f" (uncommitted changes in {', '.join(changed[1::2])})" if changed else "")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
     return {
         "cores available": len(os.sched_getaffinity(0)), "CPU": cpu,
         "load average at start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(), "opencv": cv2.__version__, "OpenCV threads": cv2.getNumThreads(),
         "numpy": np.__version__, "Pillow": metadata.version("pillow"), "torch": metadata.version("torch"),
         "torchvision": metadata.version("torchvision"),
-        "cropnet commit": git + (f" (uncommitted changes in {', '.join(changed[1::2])})" if changed else ""),
+        "cropnet commit": cropnet_version(),
     }
 
 
@@ -220,7 +225,8 @@ def summarize(results: dict, truth: dict, specs: tuple[PairSpec, ...], methods: 
     summary["forward_ms"] = {m: 1000 * float(np.median(f["forward_seconds"])) for m, f in forward.items()}
     summary["forward_ms_1_thread"] = {m: 1000 * float(np.median(f["forward_seconds_1_thread"]))
                                       for m, f in forward.items()}
-    summary["torch_threads"] = next((f["torch_threads"] for f in forward.values()), None)
+    summary["torch_threads"] = {m: f["torch_threads"] for m, f in forward.items()}
+    summary["batch_mode"] = sorted({m for records in results.values() for m, r in records.items() if r.get("batch")})
     summary["accuracy"] = {m: report.accuracy(results, truth, m, main, tiny) for m in methods
                            if m not in DECODERS}
     if "classic" in methods:
@@ -312,6 +318,9 @@ def main() -> None:
         startup = time_startup(manifests, repeats=1 if args.quick else 3, with_torch=not args.quick)
     summary = summarize(results, truth, specs, args.methods, forward)
     info["load average at end"] = round(os.getloadavg()[0], 2)
+    if cropnet_version() != info["cropnet commit"]:
+        # Every worker imports cropnet afresh: later sets may have measured other code than earlier ones.
+        info["cropnet commit at end (CHANGED during the run)"] = cropnet_version()
     info["run time, minutes"] = round((time.perf_counter() - started) / 60, 1)
     from cropnet.predict import default_checkpoint
 
@@ -322,7 +331,8 @@ def main() -> None:
     if failures:
         summary["bars"].append("FAILED workers: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
     (args.out / "benchmark.md").write_text(report.markdown(summary))
-    (args.out / "benchmark.json").write_text(json.dumps({**summary, "truth": truth, "raw": results}, indent=1))
+    (args.out / "benchmark.json").write_text(json.dumps({**summary, "truth": truth, "raw": results, "forward": forward},
+                                                        indent=1))
     report.plot_time(summary, args.out / "benchmark-time.png")
     report.plot_accuracy(summary, args.out / "benchmark-accuracy.png")
     log(f"wrote {args.out / 'benchmark.md'} in {info['run time, minutes']} minutes")
