@@ -91,7 +91,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
         image.load()
         turned = quarter_turned(image)
         image = ImageOps.exif_transpose(image)
-        pixels = np.asarray(image).copy() if grey and image.mode == "L" else to_rgb(image)
+        if grey and image.mode == "RGB":  # Pillow's own ITU-R 601 luma: no RGB array is ever made
+            image = image.convert("L")
+        # A grey array is read-only (np.asarray shares Pillow's bytes): nothing writes into it, and a
+        # copy of a 12-megapixel image would cost time and memory for nothing.
+        pixels = np.asarray(image) if grey and image.mode == "L" else to_rgb(image)
     if reduced:
         size = reduced[::-1] if turned else reduced  # as displayed
         if pixels.shape[1::-1] != size:

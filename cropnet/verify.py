@@ -639,7 +639,9 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
 
     The first candidate that passes is the answer. Later candidates with a residual
     near its own are verified too: each that also passes at a distinct offset makes
-    the answer ambiguous.
+    the answer ambiguous. When the answer barely beats its one-pixel neighbours
+    (too flat to pin down, ambiguous whatever else fits), they are not: `candidates`
+    is then 1.
     """
     best, verified, verified_cost = Match.none(), [], np.inf
     best_cost = candidates[0][2] if candidates else 0.0
@@ -658,6 +660,8 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
                 verified_cost = cost
             if all(max(abs(evidence.x - vx), abs(evidence.y - vy)) > 1 for vx, vy in verified):
                 verified.append((evidence.x, evidence.y))
+            if best.margin < config.pin_margin:
+                break  # too flat to pin down: ambiguous already, and counting more offsets that fit costs time
         elif not verified and score > best.score:
             best = Match(False, None, score)
     if best.found:
