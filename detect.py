@@ -88,7 +88,11 @@ def cli(context, debug):
               help="Train only the heads, trunk frozen, for this many first epochs (the write-up's schedule).")
 @click.option("--easy-epochs", type=click.IntRange(min=0), default=TrainConfig.easy_epochs, show_default=True,
               help="Curriculum: negatives only from other photos for this many first epochs, then the full mix.")
-@click.option("--arch", default=ModelConfig.arch, show_default=True, help="torchvision ResNet depth.")
+@click.option("--ramp-epochs", type=click.IntRange(min=0), default=TrainConfig.ramp_epochs, show_default=True,
+              help="Curriculum: after the easy epochs, the hard negatives' share grows over this many epochs.")
+@click.option("--arch", default=ModelConfig.arch, show_default=True,
+              help="resnet18 (or another torchvision ResNet): the pair stacked as 6 channels; siamese-resnet18: "
+                   "one trunk per image, the crop's features correlated over the original's.")
 @click.option("--input-size", type=click.IntRange(min=32), default=ModelConfig.input_size, show_default=True,
               help="Side N of the network's N x N input.")
 @click.option("--fit", type=click.Choice(["common", "stretch"]), default=ModelConfig.fit, show_default=True,
@@ -102,26 +106,33 @@ def cli(context, debug):
               help="Local torchvision ResNet state dict for the trunk (nothing is downloaded).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a last.pt (its stored configs are used; --epochs may extend).")
+@click.option("--amp", is_flag=True, help="Mixed precision (float16 on a GPU, bfloat16 on a CPU).")
 @max_pixels_option
 @device_option
-def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs, arch,
-          input_size, fit, photo_max_side, workers, seed, pretrained, resume, max_pixels, device):
-    """Train a model on pairs synthesized from a folder of photos."""
+def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs,
+          ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, amp, max_pixels,
+          device):
+    """Train a model on pairs synthesized from a folder of photos.
+
+    Under `torchrun --nproc_per_node=N detect.py train ...` the N processes share
+    every epoch's pairs (DistributedDataParallel; gloo on CPU, nccl on GPU) and
+    rank 0 alone writes the log and checkpoints. --batch-size is per process.
+    """
     from cropnet.train import train as run_training
 
     model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit)
     synth_config = SynthConfig(photo_max_side=photo_max_side)
     train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
                                batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,
-                               seed=seed, workers=workers)
+                               ramp_epochs=ramp_epochs, seed=seed, workers=workers, amp=amp)
     try:
         best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                             train_config=train_config, device=resolve_device(device), resume=resume,
                             pretrained=pretrained, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, echo=click.echo)
     except (CropnetError, ValueError) as error:
         raise fail(error) from error
-    click.echo(f"best validation paired accuracy {best.get('paired_accuracy', float('nan')):.3f}; "
-               f"checkpoints in {out_dir}")
+    if best:  # empty in torchrun's other processes, and when a resumed run had no epoch left
+        click.echo(f"best validation paired accuracy {best['paired_accuracy']:.3f}; checkpoints in {out_dir}")
 
 
 @cli.command()

@@ -10,7 +10,7 @@ import torch
 
 from .config import ModelConfig, SynthConfig, TrainConfig, config_from_dict
 from .errors import CheckpointError
-from .model import CropNet
+from .model import CropNet, build_model
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "model_config", "synth_config", "train_config", "epoch", "metrics")
@@ -74,7 +74,7 @@ def configs_from_checkpoint(checkpoint: dict) -> tuple[ModelConfig, SynthConfig,
 def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> CropNet:
     """Rebuild the network from the config stored inside the checkpoint, weights in float32."""
     model_config, _, _ = configs_from_checkpoint(checkpoint)
-    model = CropNet(model_config)
+    model = build_model(model_config)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in checkpoint["model"].items()}
     try:
         model.load_state_dict(state)

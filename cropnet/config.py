@@ -49,19 +49,29 @@ class SynthConfig:
 class ModelConfig:
     """The network and the input it expects."""
 
-    arch: str = "resnet18"  # any torchvision resnet: resnet18, resnet34, resnet50, ...
+    # "resnet18" (any torchvision resnet): both images stacked as 6 channels, one trunk (the write-up's).
+    # "siamese-resnet18": one trunk applied to each image, the crop's features correlated over the original's.
+    arch: str = "resnet18"
     input_size: int = 128  # N: both images share one N x N canvas pair, px
     # "common": one scale for both images, padded; "stretch": each squeezed to N x N (the write-up's mode)
     fit: str = "common"
     head_channels: int = 32  # 1x1 conv width before each head's spatial pooling
     head_grid: int = 4  # each head keeps a grid x grid map, so "where" survives pooling
     head_hidden: int = 128
+    feature_dim: int = 64  # siamese: width of the L2-normalized features that are correlated
 
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):
             raise ValueError(f"fit must be 'common' or 'stretch', not {self.fit!r}")
-        if not self.arch.startswith("resnet"):
-            raise ValueError(f"arch must be a torchvision resnet, not {self.arch!r}")
+        if not self.arch.removeprefix("siamese-").startswith("resnet"):
+            raise ValueError(f"arch must be a torchvision resnet or siamese-resnet..., not {self.arch!r}")
+        if self.siamese and self.fit != "common":
+            raise ValueError("a siamese arch correlates the images at one scale: it needs fit 'common'")
+
+    @property
+    def siamese(self) -> bool:
+        """The siamese net also reads where each image lies on its canvas (two mask channels)."""
+        return self.arch.startswith("siamese-")
 
 
 @dataclass
@@ -77,9 +87,12 @@ class TrainConfig:
     # Curriculum: for this many first epochs the negatives are crops of other photos only;
     # the hard kinds (flip, border, resized) come after. Validation always uses the full mix.
     easy_epochs: int = 0
+    # ... then the hard kinds' share grows linearly over this many epochs, instead of arriving all at once.
+    ramp_epochs: int = 0
     top_left_weight: float = 5.0  # the corner's L1 loss is small in [0, 1] units; weigh it up
     seed: int = 0
     workers: int = 1  # DataLoader processes synthesizing pairs
+    amp: bool = False  # mixed precision: float16 on a GPU, bfloat16 on a CPU
 
 
 def config_from_dict(cls, values: dict):

@@ -301,8 +301,8 @@ class PairDataset:
 
 # ---------------------------------------------------------------- network input
 
-def fit_pair(a: np.ndarray, b: np.ndarray, input_size: int, fit: str = "common") -> np.ndarray:
-    """Both images as one (6, N, N) float32 array, normalized.
+def fit_pair(a: np.ndarray, b: np.ndarray, input_size: int, fit: str = "common", masks: bool = False) -> np.ndarray:
+    """Both images as one (6, N, N) float32 array, normalized; (8, N, N) with `masks`.
 
     "common": one scale factor for both images, the one that fits the larger side
     of either into N; each is placed at the top-left of its canvas and the rest is
@@ -310,8 +310,10 @@ def fit_pair(a: np.ndarray, b: np.ndarray, input_size: int, fit: str = "common")
     size as its region of the original, which is what the net has to find.
     "stretch": each image squeezed to N x N on its own (the write-up's input; kept
     so evaluate can show what it costs).
+    `masks` adds one channel per image, 1 where the image lies on its canvas: the
+    siamese net must keep the padding out of its correlation.
     """
-    canvas = np.zeros((6, input_size, input_size), dtype=np.float32)
+    canvas = np.zeros((8 if masks else 6, input_size, input_size), dtype=np.float32)
     if fit == "common":
         scale = input_size / max(a.shape[0], a.shape[1], b.shape[0], b.shape[1])
     for channel, image in ((0, a), (3, b)):
@@ -325,6 +327,8 @@ def fit_pair(a: np.ndarray, b: np.ndarray, input_size: int, fit: str = "common")
         )
         normalized = (resized / 255.0 - MEAN) / STD  # (h, w, 3)
         canvas[channel:channel + 3, :size[1], :size[0]] = normalized.transpose(2, 0, 1)
+        if masks:
+            canvas[6 + channel // 3, :size[1], :size[0]] = 1.0
     return canvas
 
 
@@ -332,8 +336,8 @@ class PairTransform:
     """A Pair to the network's input and targets (the same for training and evaluation:
     training variety comes from `augment_photo`, which acts before synthesis)."""
 
-    def __init__(self, *, input_size: int, fit: str = "common"):
-        self.input_size, self.fit = input_size, fit
+    def __init__(self, *, input_size: int, fit: str = "common", masks: bool = False):
+        self.input_size, self.fit, self.masks = input_size, fit, masks
 
     def __call__(self, pair: Pair) -> dict:
         original = pair.original
@@ -341,7 +345,7 @@ class PairTransform:
         if pair.top_left is not None:
             top_left = (pair.top_left[0] / original.shape[1], pair.top_left[1] / original.shape[0])
         return {
-            "image": fit_pair(pair.a, pair.b, self.input_size, self.fit),
+            "image": fit_pair(pair.a, pair.b, self.input_size, self.fit, self.masks),
             "paired": np.int64(pair.paired),
             "swapped": np.int64(pair.swapped),
             "top_left": np.array(top_left, dtype=np.float32),

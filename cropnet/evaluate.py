@@ -222,6 +222,9 @@ def format_comparison(summaries: dict) -> str:
     lines.append(row("corner error median / max px", [
         f"{summaries[m]['corner_error_px']['median']:.0f} / {summaries[m]['corner_error_px']['max']:.0f}"
         if "corner_error_px" in summaries[m] else "-" for m in methods]))
+    lines.append(row("corner error median / p90 side", [
+        f"{summaries[m]['corner_error_fraction']['median']:.4f} / {summaries[m]['corner_error_fraction']['p90']:.4f}"
+        if "corner_error_fraction" in summaries[m] else "-" for m in methods]))
     lines.append(row("found in the net's window", [f"{summaries[m]['found_within_proposal']:.4f}"
                                                    if "found_within_proposal" in summaries[m] else "-"
                                                    for m in methods]))

@@ -1,4 +1,6 @@
-"""The network: a torchvision ResNet trunk over a 6-channel pair, and three heads.
+"""The networks: a torchvision ResNet trunk over a 6-channel pair (`CropNet`), or one
+trunk applied to each image and the crop's features correlated over the original's
+(`SiameseCropNet`); both answer through three heads with the same output.
 
 Imports only torch and torchvision and knows nothing of files or the CLI.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -99,3 +102,152 @@ class CropNet(nn.Module):
         missing, unexpected = self.trunk.load_state_dict(trunk_state, strict=False)
         if missing:
             raise ValueError(f"pretrained weights do not fit {self.config.arch}: missing {missing[:3]}")
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network `config.arch` names."""
+    return SiameseCropNet(config) if config.siamese else CropNet(config)
+
+
+STRIDE = 8  # the siamese trunk's feature cell, in input pixels
+
+
+class Matches(NamedTuple):
+    """One direction of the siamese match: the first image's features as a crop of the second's."""
+
+    scores: torch.Tensor  # (B, h*w): mean cosine of the crop's cells at each offset (dy, dx), row-major
+    allowed: torch.Tensor  # (B, h*w) bool: offsets that keep the crop inside the original
+    offsets: torch.Tensor  # (h*w, 2): each offset's (dx, dy), in cells
+    stats: torch.Tensor  # (B, STATS): what the heads read
+
+
+STATS = 7
+
+
+def shift_index(height: int, width: int, device) -> torch.Tensor:
+    """(h*w cells, h*w offsets): the original's cell that crop cell c meets at offset k, or h*w (off the canvas)."""
+    row, col = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+    row, col = row.flatten(), col.flatten()
+    target_row = row[:, None] + row[None, :]  # cell's row + offset's dy
+    target_col = col[:, None] + col[None, :]
+    inside = (target_row < height) & (target_col < width)
+    return torch.where(inside, target_row * width + target_col, height * width)
+
+
+def match(similarity: torch.Tensor, template: torch.Tensor, allowed: torch.Tensor, index: torch.Tensor,
+          offsets: torch.Tensor) -> Matches:
+    """Score every offset of the crop over the original, and describe the best one.
+
+    similarity: (B, h*w crop cells, h*w original cells) cosines; template: (B, h*w)
+    weights of the crop's cells (1 inside the crop); allowed: (B, h*w) offsets.
+    """
+    batch = similarity.shape[0]
+    padded = F.pad(similarity, (0, 1))  # a zero column for cells shifted off the canvas
+    per_cell = padded.gather(2, index.expand(batch, -1, -1))  # (B, cells, offsets)
+    cells = template.sum(1).clamp(min=1)
+    scores = (per_cell * template[:, :, None]).sum(1) / cells[:, None]  # (B, offsets): mean cosine
+    possible = allowed.any(1)
+    masked = scores.masked_fill(~allowed, -2.0)  # below any cosine
+    peak, best = masked.max(1)
+    count = allowed.sum(1).clamp(min=1)
+    mean = (scores * allowed).sum(1) / count
+    # Every part of a true crop fits at its offset; a region past the border or a resized crop
+    # fits only in part. So the heads also see the worst cells at the best offset.
+    at_best = per_cell.gather(2, best[:, None, None].expand(-1, per_cell.shape[1], 1))[:, :, 0]  # (B, cells)
+    inside = template > 0
+    worst = at_best.masked_fill(~inside, 2.0).min(1).values
+    soft_worst = -0.1 * torch.log((torch.exp(-at_best / 0.1) * inside).sum(1) / cells)  # between min and mean
+    stats = torch.stack([peak, peak - mean, worst, soft_worst, torch.log(cells) / 4, torch.log(count) / 4,
+                         possible.float()], dim=1)
+    impossible = torch.tensor([-1.0, 0.0, -1.0, -1.0, 0.0, 0.0, 0.0], device=stats.device)
+    stats = torch.where(possible[:, None], stats, impossible)  # neither the crop's size nor position fits
+    return Matches(scores, allowed, offsets, stats)
+
+
+class SoftArgmax(nn.Module):
+    """The expected offset under softmax(scale * scores) over the allowed offsets, in cells."""
+
+    def __init__(self, scale: float = 20.0):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(float(scale)).log())  # learnt sharpness
+
+    def forward(self, matches: Matches) -> torch.Tensor:
+        logits = (matches.scores * self.log_scale.exp()).masked_fill(~matches.allowed, -1e4)
+        return logits.softmax(1) @ matches.offsets  # (B, h*w) @ (h*w, 2) -> (B, 2) cells
+
+
+def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, outputs))
+
+
+class SiameseCropNet(nn.Module):
+    """One ResNet trunk (stem, layer1, layer2: stride 8) applied to each image; the crop's
+    L2-normalized features are correlated over the original's, both ways (a in b, b in a).
+
+    Input: (B, 8, N, N), both images at one scale on their canvases plus each one's mask
+    (`fit_pair(..., masks=True)`). Correlation gives an inductive bias the 6-channel net
+    has to learn: a true crop matches everywhere at one offset; another photo, a flip or
+    a resized crop do not, and a region past the border has no offset inside the original.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        resnet = getattr(torchvision.models, config.arch.removeprefix("siamese-"))(weights=None)
+        self.trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1,
+                                   resnet.layer2)
+        channels = 128 * resnet.layer1[0].expansion
+        # Batch-normalized before the L2 norm: centred features, so that cosines are not all near 1.
+        self.project = nn.Sequential(nn.Conv2d(channels, config.feature_dim, kernel_size=1, bias=False),
+                                     nn.BatchNorm2d(config.feature_dim))
+        self.heads = nn.ModuleDict({
+            "paired": mlp(2 * STATS, config.head_hidden, 2),  # reads both directions, the better one first
+            "swapped": mlp(STATS, config.head_hidden, 1),  # how well one direction fits; compared both ways
+            "top_left": SoftArgmax(),
+        })
+
+    def features(self, canvases: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(self.trunk(canvases)), dim=1)  # (n, 3, N, N) -> (n, D, N/8, N/8)
+
+    def match_both(self, images: torch.Tensor) -> tuple[Matches, Matches, torch.Tensor]:
+        """Matches of a in b and of b in a, and the images' sizes on the canvas ((B, 2, 2): image, (w, h))."""
+        batch = images.shape[0]
+        features = self.features(torch.cat([images[:, 0:3], images[:, 3:6]]))  # (2B, D, h, w)
+        height, width = features.shape[-2:]
+        masks = images[:, 6:8]  # (B, 2, N, N)
+        sizes = torch.stack([masks[:, :, 0, :].sum(-1), masks[:, :, :, 0].sum(-1)], dim=2)  # images sit top-left
+        # A cell belongs to the crop's template when at least half of it lies inside the image.
+        # The top-left cell always does, so that a crop smaller than half a cell still has one.
+        template = (F.avg_pool2d(masks, STRIDE, ceil_mode=True) >= 0.5).flatten(2).float()  # (B, 2, h*w)
+        template = torch.cat([torch.ones_like(template[:, :, :1]), template[:, :, 1:]], 2)
+        fa, fb = features[:batch].flatten(2), features[batch:].flatten(2)  # (B, D, h*w)
+        similarity = torch.einsum("bdi,bdj->bij", fa, fb)  # (B, cells of a, cells of b)
+        index = shift_index(height, width, images.device)
+        cell = torch.arange(height * width, device=images.device)
+        offsets = torch.stack([cell % width, torch.div(cell, width, rounding_mode="floor")], 1).float()  # (dx, dy)
+        offset_px = offsets * STRIDE
+
+        def allowed(crop, original):
+            # An offset (rounded to the cell) keeps the crop inside when crop + offset <= original, half a cell spare.
+            return torch.all(offset_px[None] + sizes[:, crop, None] <= sizes[:, original, None] + STRIDE / 2, dim=2)
+
+        a_in_b = match(similarity, template[:, 0], allowed(0, 1), index, offsets)
+        b_in_a = match(similarity.transpose(1, 2), template[:, 1], allowed(1, 0), index, offsets)
+        return a_in_b, b_in_a, sizes
+
+    def forward(self, images: torch.Tensor) -> CropNetOutput:
+        a_in_b, b_in_a, sizes = self.match_both(images)  # (B, 8, N, N) -> two directions
+        swapped_logits = torch.cat([self.heads["swapped"](b_in_a.stats), self.heads["swapped"](a_in_b.stats)], 1)
+        a_first = (a_in_b.stats[:, :1] >= b_in_a.stats[:, :1])  # order-free: the better-fitting direction first
+        best = torch.where(a_first, a_in_b.stats, b_in_a.stats)
+        other = torch.where(a_first, b_in_a.stats, a_in_b.stats)
+        paired_logits = self.heads["paired"](torch.cat([best, other], 1))
+        # The corner as a fraction of the original's size, each direction; mixed by the swapped head's belief.
+        corner_a_in_b = self.heads["top_left"](a_in_b) * STRIDE / sizes[:, 1].clamp(min=1)
+        corner_b_in_a = self.heads["top_left"](b_in_a) * STRIDE / sizes[:, 0].clamp(min=1)
+        # When only one direction fits at all, it is the answer (the size rule); else the swapped head's belief.
+        a_fits, b_fits = a_in_b.allowed.any(1, keepdim=True), b_in_a.allowed.any(1, keepdim=True)
+        first_is_crop = torch.where(a_fits & ~b_fits, 1.0, torch.where(b_fits & ~a_fits, 0.0,
+                                                                        swapped_logits.softmax(1)[:, 1:].detach()))
+        top_left = first_is_crop * corner_a_in_b + (1 - first_is_crop) * corner_b_in_a
+        return CropNetOutput(paired_logits, swapped_logits, top_left.clamp(0, 1))

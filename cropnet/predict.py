@@ -154,7 +154,7 @@ class Predictor:
         from .data import fit_pair
 
         config = self.model.config  # the input the network was trained on
-        image = fit_pair(a, b, config.input_size, config.fit)
+        image = fit_pair(a, b, config.input_size, config.fit, masks=config.siamese)
         with torch.no_grad():
             output = self.model(torch.from_numpy(image)[None].to(self.device))
         paired_prob = float(output.paired_logits.softmax(1)[0, 1])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ from .data import PairDataset, PairTransform, PhotoSet, describe_skipped, load_f
 from .errors import TrainingError
 from .evaluate import predict_loader, summarize
 from .images import DEFAULT_MAX_PIXELS
-from .model import CropNet
+from .model import CropNet, CropNetOutput, build_model
 
 
 def compute_loss(output, batch: dict, top_left_weight: float) -> tuple[torch.Tensor, dict]:
@@ -36,18 +38,29 @@ def compute_loss(output, batch: dict, top_left_weight: float) -> tuple[torch.Ten
     return loss, parts
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight: float, header: str) -> dict:
+def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight: float, header: str,
+                    scaler=None, show_progress: bool = True) -> dict:
+    """One pass over `loader`. With a `scaler` (torch.amp.GradScaler), forward passes run in mixed precision."""
     model.train()
     totals = {"loss": 0.0, "paired": 0.0, "swapped": 0.0, "top_left": 0.0}
     steps = 0
-    progress = tqdm(loader, desc=header, leave=False, dynamic_ncols=True)
+    amp = scaler is not None
+    progress = tqdm(loader, desc=header, leave=False, dynamic_ncols=True, disable=not show_progress)
     for batch in progress:
         batch = {k: v.to(device) for k, v in batch.items()}
-        output = model(batch["image"])
-        loss, parts = compute_loss(output, batch, top_left_weight)
+        # float16 on a GPU, bfloat16 on a CPU; the loss itself is computed in float32.
+        with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                            enabled=amp):
+            output = model(batch["image"])
+        loss, parts = compute_loss(CropNetOutput(*(t.float() for t in output)), batch, top_left_weight)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if amp:
+            scaler.scale(loss).backward()  # a no-op scale when the scaler is disabled (CPU, bfloat16)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         scheduler.step()
         steps += 1
         totals["loss"] += loss.item()
@@ -84,9 +97,45 @@ def prepare_photos(images_dir: Path, synth_config: SynthConfig,
     return train, val
 
 
+def mix_for_epoch(synth_config: SynthConfig, train_config: TrainConfig, epoch: int) -> SynthConfig:
+    """The curriculum: crops of other photos only for `easy_epochs`, then the hard kinds (flip,
+    border, resized) take their share step by step over `ramp_epochs`, the rest staying "other"."""
+    share = min(1.0, max(0.0, (epoch - train_config.easy_epochs + 1) / (train_config.ramp_epochs + 1)))
+    weights = dict(synth_config.kind_weights)
+    hard = [kind for kind in weights if kind not in ("positive", "other")]
+    moved = sum(weights[kind] for kind in hard) * (1 - share)
+    weights.update({kind: weights[kind] * share for kind in hard})
+    weights["other"] = weights.get("other", 0.0) + moved
+    return replace(synth_config, kind_weights=weights)
+
+
 def freeze_trunk(model: CropNet, frozen: bool) -> None:
     for parameter in model.trunk.parameters():
         parameter.requires_grad = not frozen
+
+
+class Distributed(NamedTuple):
+    """This process's place when launched by torchrun (`world_size` 1 otherwise)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+    """Join torchrun's process group (gloo on CPU, nccl on GPU) when its environment is there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Distributed(), device
+    place = Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda":
+        device = torch.device("cuda", place.local_rank)  # one GPU per process
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return place, device
 
 
 def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
@@ -96,7 +145,22 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
 
     With `resume`, the configs stored in that checkpoint are used (only the
     number of epochs may grow) and training continues after its last epoch.
+    Under torchrun every process trains on its own share of each epoch's pairs
+    (DistributedDataParallel); only rank 0 validates, logs and writes checkpoints.
     """
+    place, device = start_distributed(device)
+    try:
+        return train_process(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
+                             train_config=train_config, device=device, resume=resume, pretrained=pretrained,
+                             max_pixels=max_pixels, echo=echo if place.main else lambda _: None, place=place)
+    finally:
+        if place.world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
+                  train_config: TrainConfig, device: torch.device, resume: Path | None, pretrained: Path | None,
+                  max_pixels: int, echo, place: Distributed) -> dict:
     state = None
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")
@@ -112,26 +176,38 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     for line in describe_skipped(train_photos.skipped):
         echo(f"  {line}")
 
-    positive_share = synth_config.kind_weights.get("positive", 0.5)
-    easy_config = replace(synth_config, kind_weights={"positive": positive_share, "other": 1 - positive_share})
-    transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit)
+    transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit,
+                              masks=model_config.siamese)
     train_set = PairDataset(train_photos.photos, train_config.pairs_per_epoch, train_config.seed,
                             synth_config, transform, augment=True)
     # Validation pairs come from other photos and a different seed, fixed across epochs.
     val_set = PairDataset(val_photos.photos, train_config.val_pairs, train_config.seed + 1, synth_config, transform)
     loader_args = {"batch_size": train_config.batch_size, "num_workers": train_config.workers}
-    train_loader = torch.utils.data.DataLoader(train_set, shuffle=False, drop_last=True, **loader_args)
+    # Each process its own shard (pair i goes to rank i % world_size); the pairs stay those of one process.
+    sampler = torch.utils.data.DistributedSampler(train_set, place.world_size, place.rank, shuffle=False,
+                                                  drop_last=True) if place.world_size > 1 else None
+    train_loader = torch.utils.data.DataLoader(train_set, sampler=sampler, shuffle=False, drop_last=True,
+                                               **loader_args)
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
 
-    model = CropNet(model_config) if state is None else model_from_checkpoint(state, resume)
+    model = build_model(model_config) if state is None else model_from_checkpoint(state, resume)
     if pretrained is not None and state is None:
+        if model_config.siamese:
+            raise TrainingError("--pretrained loads the 6-channel model's trunk only")
         try:
             weights = torch.load(pretrained, map_location="cpu", weights_only=True)
             model.load_pretrained_trunk(weights)
         except Exception as error:  # a missing, damaged or foreign file: all one answer for the user
             raise TrainingError(f"{pretrained}: not usable torchvision ResNet weights ({error})") from None
     model.to(device)
+    trained = model  # what the optimizer steps through; `model` itself is what is validated and saved
+    if place.world_size > 1:
+        if train_config.freeze_epochs:
+            raise TrainingError("--freeze-epochs cannot be used with torchrun (DDP needs a fixed set of parameters)")
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                                            else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda") if train_config.amp else None
     scheduler = make_scheduler(optimizer, train_config, len(train_loader))
     start_epoch, best = 0, None
     if state is not None:
@@ -147,15 +223,20 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
         started = time.time()
         freeze_trunk(model, epoch < train_config.freeze_epochs)
         train_set.set_epoch(epoch)
-        train_set.config = easy_config if epoch < train_config.easy_epochs else synth_config
-        losses = train_one_epoch(model, train_loader, optimizer, scheduler, device,
-                                 train_config.top_left_weight, header=f"epoch {epoch + 1}/{train_config.epochs}")
+        train_set.config = mix_for_epoch(synth_config, train_config, epoch)
+        losses = train_one_epoch(trained, train_loader, optimizer, scheduler, device, train_config.top_left_weight,
+                                 header=f"epoch {epoch + 1}/{train_config.epochs}", scaler=scaler,
+                                 show_progress=place.main)
+        if not place.main:
+            torch.distributed.barrier()  # wait while rank 0 validates and writes
+            continue
         metrics = summarize(predict_loader(model, val_loader, device))
         improved = best is None or metrics["paired_accuracy"] > best
         if improved:
             best, best_metrics = metrics["paired_accuracy"], metrics
         record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train": losses, "val": metrics,
-                  "seconds": round(time.time() - started, 1)}
+                  "train_pairs": len(train_loader) * train_config.batch_size * place.world_size,
+                  "processes": place.world_size, "seconds": round(time.time() - started, 1)}
         with open(log_path, "a") as log:
             log.write(json.dumps(record) + "\n")
         common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch,
@@ -167,6 +248,8 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
              f"val paired accuracy {metrics['paired_accuracy']:.3f}, "
              f"swapped {metrics.get('swapped_accuracy', float('nan')):.3f}"
              + (" (best)" if improved else ""))
+        if place.world_size > 1:
+            torch.distributed.barrier()
     return best_metrics or {}
 
 

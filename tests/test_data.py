@@ -123,6 +123,16 @@ def test_common_fit_scales_both_images_by_one_factor():
     assert filled[3].any(axis=0).sum() == 25 and filled[3].any(axis=1).sum() == 20
 
 
+def test_mask_channels_mark_where_each_image_lies():
+    big = np.zeros((200, 400, 3), dtype=np.uint8)  # black: zero is not a reliable "padding" sign
+    small = np.zeros((80, 100, 3), dtype=np.uint8)
+    image = fit_pair(big, small, input_size=100, masks=True)
+    assert image.shape == (8, 100, 100)
+    assert image[6].sum() == 100 * 50 and image[6, :50, :100].all()
+    assert image[7].sum() == 25 * 20 and image[7, :20, :25].all()
+    assert np.array_equal(image[:6], fit_pair(big, small, input_size=100))
+
+
 def test_stretch_fit_fills_both_canvases():
     big = np.full((200, 400, 3), 255, dtype=np.uint8)
     small = np.full((80, 100, 3), 255, dtype=np.uint8)

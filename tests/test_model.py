@@ -1,9 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from cropnet.config import ModelConfig
-from cropnet.model import CropNet
+from cropnet.model import STRIDE, CropNet, CropNetOutput, build_model, match, shift_index
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -54,3 +55,92 @@ def test_pretrained_weights_of_another_depth_are_refused(tiny_model_config):
     reference = torchvision.models.resnet50(weights=None)
     with pytest.raises((ValueError, RuntimeError)):
         CropNet(tiny_model_config).load_pretrained_trunk(reference.state_dict())
+
+
+# ---------------------------------------------------------------- the siamese (correlation) model
+
+def siamese_config(input_size: int = 64) -> ModelConfig:
+    return ModelConfig(arch="siamese-resnet18", input_size=input_size, head_hidden=16, feature_dim=16)
+
+
+def pair_input(crop_size, original_size, input_size: int = 64, batch: int = 1) -> torch.Tensor:
+    """(B, 8, N, N): random canvases, the first image crop_size (w, h), the second original_size."""
+    images = torch.randn(batch, 8, input_size, input_size)
+    images[:, 6:] = 0
+    images[:, 6, :crop_size[1], :crop_size[0]] = 1
+    images[:, 7, :original_size[1], :original_size[0]] = 1
+    return images
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3])
+@pytest.mark.parametrize("input_size", [64, 96])
+def test_siamese_heads_have_the_contract_shapes(batch, input_size):
+    model = build_model(siamese_config(input_size)).eval()
+    with torch.no_grad():
+        output = model(pair_input((30, 20), (60, 50), input_size, batch))
+    assert isinstance(output, CropNetOutput)
+    assert output.paired_logits.shape == output.swapped_logits.shape == output.top_left.shape == (batch, 2)
+    assert torch.all((output.top_left >= 0) & (output.top_left <= 1))
+    assert torch.isfinite(output.paired_logits).all()
+
+
+def test_siamese_answers_do_not_depend_on_the_order_except_swapped():
+    """Both directions are correlated: swapping the inputs swaps `swapped`, and nothing else changes."""
+    torch.manual_seed(0)
+    model = build_model(siamese_config()).eval()
+    images = pair_input((40, 32), (64, 48), batch=2)
+    reversed_images = images[:, [3, 4, 5, 0, 1, 2, 7, 6]]
+    with torch.no_grad():
+        forward, backward = model(images), model(reversed_images)
+    assert torch.allclose(forward.paired_logits, backward.paired_logits, atol=1e-5)
+    assert torch.allclose(forward.swapped_logits, backward.swapped_logits.flip(1), atol=1e-5)
+    assert torch.allclose(forward.top_left, backward.top_left, atol=1e-5)
+
+
+def test_match_finds_a_crop_of_known_features_at_its_offset():
+    """Features of the original are random unit vectors; the crop's are a window of them at (dx, dy) = (3, 2)."""
+    torch.manual_seed(0)
+    height = width = 8
+    original = F.normalize(torch.randn(1, 16, height, width), dim=1)
+    crop = torch.zeros_like(original)
+    crop[:, :, :4, :3] = original[:, :, 2:6, 3:6]  # a 3 x 4-cell crop
+    template = torch.zeros(1, height, width)
+    template[:, :4, :3] = 1
+    similarity = torch.einsum("bdi,bdj->bij", crop.flatten(2), original.flatten(2))
+    cell = torch.arange(height * width)
+    offsets = torch.stack([cell % width, cell // width], 1).float()
+    allowed = ((offsets[:, 0] <= width - 3) & (offsets[:, 1] <= height - 4))[None]
+    matches = match(similarity, template.flatten(1), allowed, shift_index(height, width, "cpu"), offsets)
+    best = matches.scores.masked_fill(~allowed, -2).argmax(1)
+    assert offsets[best].tolist() == [[3.0, 2.0]]
+    peak, contrast, worst = matches.stats[0, :3].tolist()
+    assert peak == pytest.approx(1.0) and worst == pytest.approx(1.0) and contrast > 0.5
+    # Where the crop would run past the original's border, no offset is allowed: the direction is impossible.
+    impossible = match(similarity, template.flatten(1), torch.zeros_like(allowed), shift_index(height, width, "cpu"),
+                       offsets)
+    assert impossible.stats[0, -1] == 0 and impossible.stats[0, 0] == -1
+
+
+def test_siamese_corner_follows_the_only_direction_that_fits():
+    """The first image is larger than the second in one dimension, so only "b in a" fits: the
+    corner is read from that direction whatever the swapped head says, and is inside the original."""
+    model = build_model(siamese_config()).eval()
+    images = pair_input((64, 40), (32, 48))  # a is wider, b is taller: neither fits...
+    with torch.no_grad():
+        a_in_b, b_in_a, sizes = model.match_both(images)
+    assert not a_in_b.allowed.any() and not b_in_a.allowed.any()
+    images = pair_input((64, 48), (32, 24))  # ...here only b fits in a
+    with torch.no_grad():
+        a_in_b, b_in_a, sizes = model.match_both(images)
+        output = model(images)
+    assert sizes[0].tolist() == [[64, 48], [32, 24]]
+    assert not a_in_b.allowed.any() and b_in_a.allowed.any()
+    corner_px = output.top_left[0] * sizes[0, 0]  # as a fraction of a, the original
+    assert torch.all(corner_px + sizes[0, 1] <= sizes[0, 0] + STRIDE / 2)
+
+
+def test_siamese_arch_needs_the_common_scale():
+    with pytest.raises(ValueError, match="common"):
+        ModelConfig(arch="siamese-resnet18", fit="stretch")
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="vgg16")

@@ -1,9 +1,13 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import textured_photo
+from conftest import REPO, textured_photo
+from PIL import Image
 
 from cropnet.checkpoint import export_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
@@ -11,7 +15,7 @@ from cropnet.data import PairDataset, PairTransform
 from cropnet.errors import CheckpointError, FolderError, TrainingError
 from cropnet.evaluate import summarize
 from cropnet.model import CropNet
-from cropnet.train import compute_loss, train
+from cropnet.train import compute_loss, mix_for_epoch, train
 
 
 def batch_metrics(model, batch) -> dict:
@@ -150,3 +154,54 @@ def test_export_strips_optimizer_and_halves_weights(tmp_path, tiny_model_config)
     shipped = load_checkpoint(tmp_path / "ship.pt")
     assert "optimizer" not in shipped and shipped["epoch"] == 4
     assert shipped["model"]["trunk.0.weight"].dtype == torch.float16
+
+
+def test_curriculum_moves_hard_negatives_in_step_by_step():
+    config = TrainConfig(easy_epochs=2, ramp_epochs=3)
+    shares = [mix_for_epoch(SynthConfig(), config, epoch).kind_weights for epoch in range(7)]
+    assert shares[0]["flip"] == shares[1]["flip"] == 0 and shares[1]["other"] == 0.5
+    hard = [weights["flip"] + weights["border"] + weights["resized"] for weights in shares]
+    assert hard[2:6] == pytest.approx([0.375 * step / 4 for step in range(1, 5)])
+    assert shares[6] == SynthConfig().kind_weights
+    assert all(sum(weights.values()) == pytest.approx(1.0) for weights in shares)
+    assert all(weights["positive"] == 0.5 for weights in shares)
+
+
+def test_siamese_model_trains_and_round_trips(tmp_path, photo_folder):
+    """The correlation model through the same loop, in mixed precision (bfloat16 on CPU), then from its checkpoint."""
+    model_config = ModelConfig(arch="siamese-resnet18", input_size=64, head_hidden=16, feature_dim=16)
+    train_config = TrainConfig(epochs=1, pairs_per_epoch=16, val_pairs=8, batch_size=8, workers=0, amp=True)
+    out = tmp_path / "run"
+    train(photo_folder, out, model_config=model_config, synth_config=SynthConfig(), train_config=train_config,
+          device=torch.device("cpu"), echo=lambda _: None)
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["epoch"] == 0 and checkpoint["train_config"]["amp"] is True
+    model = model_from_checkpoint(checkpoint).eval()
+    assert model.config == model_config
+    dataset = PairDataset([textured_photo(i) for i in range(2)], 2, seed=0, config=SynthConfig(),
+                          transform=PairTransform(input_size=64, masks=True))
+    with torch.no_grad():
+        output = model(torch.from_numpy(np.stack([dataset[i]["image"] for i in range(2)])))
+    assert output.top_left.shape == (2, 2)
+
+
+def test_torchrun_trains_with_two_processes(tmp_path):
+    """2 CPU processes under torchrun (gloo): one log and one set of checkpoints, every epoch's pairs seen once."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(4):
+        Image.fromarray(textured_photo(seed)).save(folder / f"photo{seed}.png")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               str(REPO / "detect.py"), "train", "--images", str(folder), "--out", str(out), "--epochs", "2",
+               "--pairs-per-epoch", "16", "--val-pairs", "8", "--batch-size", "4", "--input-size", "64",
+               "--workers", "0", "--device", "cpu"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in log] == [0, 1]  # rank 0 alone writes
+    assert all(entry["processes"] == 2 and entry["train_pairs"] == 16 for entry in log)
+    assert sorted(path.name for path in out.iterdir()) == ["best.pt", "last.pt", "log.jsonl"]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    assert result.stdout.count("best validation paired accuracy") == 1
