@@ -34,10 +34,17 @@ def memory_kb(field: str) -> int:
 def forward_seconds(predictor, repeats: int = 5) -> list[float]:
     """The network's own forward pass on one input of the size it was trained on (no decoding, no resizing),
     with torch's threads as they are."""
+    import numpy as np
     import torch
 
-    size = predictor.model.config.input_size
-    image = torch.zeros(1, 6, size, size, device=predictor.device)
+    from cropnet.data import fit_pair
+
+    config = predictor.model.config
+    # A real input's layout (6 channels, or 8 with the siamese arch's masks): a photo and a crop a quarter its size.
+    photo = np.zeros((config.input_size, config.input_size, 3), dtype=np.uint8)
+    pair = fit_pair(photo, photo[: config.input_size // 2, : config.input_size // 2], config.input_size, config.fit,
+                    masks=config.siamese)
+    image = torch.from_numpy(pair)[None].to(predictor.device)
     times = []
     with torch.no_grad():
         predictor.model(image)  # warm-up
