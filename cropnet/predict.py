@@ -119,6 +119,7 @@ class Predictor:
         self.method, self.threshold, self.model = method, threshold, None
         # Threads, so that decoding, the network and verification's preparation use both cores of a small
         # machine: the original's full-size decode, and the network's view of the pair (see predict_files).
+        share_one_heap()
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network")
         if method != "classic":  # classic never imports torch: it starts and answers fast
@@ -229,6 +230,25 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
+
+
+def share_one_heap() -> None:
+    """Make threads allocate from one malloc arena (glibc's M_ARENA_MAX), before any thread starts.
+
+    glibc gives every thread a heap arena of its own, and each keeps the large buffers it
+    freed. On the benchmark's 12-megapixel pairs, classic's work memory was 224 MB with an
+    arena per thread and 148-181 MB with one, at the same speed. (Returning every buffer over
+    1 MB to the system at once, M_MMAP_THRESHOLD, saved 20 MB more and cost 20% of the time.)
+    A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    M_ARENA_MAX = -8  # from glibc's malloc.h
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def network_scales(sizes: tuple, input_size: int, fit: str) -> tuple[float, float]:
