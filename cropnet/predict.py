@@ -118,7 +118,7 @@ class Predictor:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.method, self.threshold, self.model = method, threshold, None
         # Threads, so that decoding, the network and verification's preparation use both cores of a small
-        # machine: the original's full-size decode, and the network's view of the pair (see predict_files).
+        # machine: the original's full-size decode, and the network's view of the pair (see `load`).
         share_one_heap()
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network")

@@ -236,7 +236,7 @@ class PreparedCrop:
         self.levels = self.factor.bit_length() - 1
         self.pyramid = pyramid(crop, self.levels)  # [crop, crop / 2, ...]
         self.tests = CropTests(crop, config)
-        # Full resolution's tiles are picked from the texture verification measured, when its tiles match.
+        # Full resolution's tiles are ranked by the texture verification measured, when its tiles are the same.
         full_texture = self.tests.texture if self.tests.side == config.tile else None
         self.comparison_tiles = [comparison_tiles(level_crop, config, full_texture if level == 0 else None)
                                  for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
@@ -428,7 +428,7 @@ def window_energy(padded: np.ndarray, xs: np.ndarray, ys: np.ndarray, heights: n
     cols = xs[:, None] + np.arange(extent + 2)  # (n, extent + 2); padded column 0 is the image's column -1
     # np.take on flat indices: several times faster than the equivalent 3-d fancy indexing
     windows = np.take(padded.ravel(), rows[:, :, None] * padded.shape[1] + cols[:, None, :]).astype(np.float32)
-    centre = windows[:, :-1, 1:-1]  # (n, extent, extent), as the three neighbours below
+    centre = windows[:, :-1, 1:-1]  # (n, extent, extent), as are its four neighbours below
     inside = ((np.arange(extent)[None, :, None] < heights[:, None, None])
               & (np.arange(extent)[None, None, :] < widths[:, None, None]))
     energies = []

@@ -13,7 +13,7 @@ from conftest import REPO, textured_photo
 from PIL import Image
 
 from cropnet.images import load_image
-from cropnet.verify import Match, PairMatch, locate, match_pair
+from cropnet.verify import Match, PairMatch, VerifyConfig, locate, match_pair
 
 DATA = REPO / "data"
 COFFEE_CORNER = (212, 104)  # where data/coffee-crop.jpg was cut from data/coffee.jpg
@@ -370,3 +370,45 @@ def test_grey_single_channel_image_end_to_end():
     original = blurred_noise(31, 300, 200, channels=1)
     assert original.ndim == 2
     assert_found_at(locate(original, cut(original, 77, 33, 90, 70)), (77, 33))
+
+
+# ---------------------------------------------------------------- the speed work's shortcuts
+
+@pytest.mark.parametrize("shape", [(1000, 1500), (37, 50), (100, 31), (90, 200), (64, 64), (40, 40)])
+@pytest.mark.parametrize("side", [32, 16])
+def test_texture_of_chosen_tiles_equals_the_whole_computation(shape, side):
+    from cropnet.verify import least_shift_energy, tile_energy, tile_grid
+
+    image = np.random.default_rng(sum(shape) + side).integers(0, 256, shape, dtype=np.uint8)
+    whole = least_shift_energy(image, side).ravel()  # every tile, the regular and the longer last ones
+    assert np.allclose(tile_energy(image, tile_grid(shape, side), side), whole, rtol=1e-4)
+
+
+def test_tile_means_by_reshape_equal_reduceat():
+    from cropnet.verify import tile_means, tile_starts
+
+    values = np.random.default_rng(3).random((203, 150)).astype(np.float32)
+    rows, cols = tile_starts(203, 32), tile_starts(150, 16)
+    sums = np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
+    areas = np.outer(np.diff(np.append(rows, 203)), np.diff(np.append(cols, 150)))
+    assert np.allclose(tile_means(values, (32, 16)), sums / areas, rtol=1e-5)
+
+
+def test_pruning_keeps_near_equal_minima_only():
+    from cropnet.verify import prune
+
+    config = VerifyConfig()
+    candidates = [(5, 5, 100.0), (9, 1, 120.0), (0, 3, 424.0), (7, 7, 426.0), (2, 2, 5000.0)]
+    # within 4 x the best plus the noise floor (4 * 100 + 25 = 425), best first
+    assert prune(candidates[::-1], config) == candidates[:3]
+
+
+def test_a_prepared_crop_gives_the_same_answer():
+    from cropnet.verify import PreparedCrop
+
+    original = base_image("grain")
+    crop = np.ascontiguousarray(grey(jpeg(cut(original, 40, 25, 150, 100), 40)))
+    original = grey(original)
+    prepared = match_pair(original, crop, prepared=PreparedCrop(crop, VerifyConfig()))
+    assert prepared.paired and prepared.top_left == (40, 25)
+    assert prepared == match_pair(original, crop)
