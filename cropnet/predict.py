@@ -98,10 +98,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     if proposal is not None:
         prefer_swapped = proposal.swapped
         scores = {"paired": proposal.paired_prob, "swapped": proposal.swapped_prob}
-        original = b if proposal.swapped else a
-        # The network's corner is rough (median error about a sixth of the side): search a wide window.
-        radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
-        hint = (*proposal.top_left, radius)
+        if proposal.paired:  # a corner of a pair the network does not believe in is not worth a first search
+            original = b if proposal.swapped else a
+            # The network's corner is rough (median error about a sixth of the side): search a wide window.
+            radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
+            hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
     scores["verification"] = match.score
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
