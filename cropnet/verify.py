@@ -442,7 +442,20 @@ def window_energy(padded: np.ndarray, xs: np.ndarray, ys: np.ndarray, heights: n
 
 def half(image: np.ndarray) -> np.ndarray:
     """The image at half size, each pixel the mean of a 2 x 2 block (as `pyramid` makes it)."""
-    return cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+    return box_mean(image, (2, 2))
+
+
+def box_mean(image: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
+    """The image reduced by whole (y, x) factors, each pixel the mean of its block.
+
+    The last rows and columns that do not fill a whole block are left out: with an
+    exact factor cv2's INTER_AREA takes its fast path, about 40 times faster than
+    the fractional one on an odd-sized 12-megapixel image, and every reduced pixel
+    stands for the same full-resolution pixels in the crop and in the original.
+    """
+    rows, cols = max(1, image.shape[0] // factors[0]), max(1, image.shape[1] // factors[1])
+    whole = image[:rows * factors[0], :cols * factors[1]]
+    return cv2.resize(whole, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
 def verification_tile(crop_shape: tuple[int, int], config: VerifyConfig) -> int:
@@ -536,16 +549,14 @@ class SmoothedCrop:
         # rejected thin true crops (tests/test_verify.py, tests/test_cli.py).
         self.noise_scale = 4 / float(np.sqrt(factors[0] * factors[1]))
         self.side = (max(2, side // factors[0]), max(2, side // factors[1]))
-        self.shape = crop.shape
-        self.size = (max(1, crop.shape[1] // factors[1]), max(1, crop.shape[0] // factors[0]))  # cv2's (w, h)
-        self.crop = cv2.resize(crop.astype(np.float32, copy=False), self.size, interpolation=cv2.INTER_AREA)
+        self.shape, self.factors = crop.shape, tuple(factors)
+        self.crop = box_mean(crop.astype(np.float32, copy=False), self.factors)
         self.texture = least_shift_energy(self.crop, self.side).ravel()  # (tiles,)
 
     def residual(self, original: np.ndarray, x: int, y: int) -> np.ndarray:
         """(tiles,) mean squared residual against the original at (x, y), at the reduced scale."""
         region = original[y:y + self.shape[0], x:x + self.shape[1]].astype(np.float32, copy=False)
-        reduced = cv2.resize(region, self.size, interpolation=cv2.INTER_AREA)
-        return tile_means((self.crop - reduced) ** 2, self.side).ravel()
+        return tile_means((self.crop - box_mean(region, self.factors)) ** 2, self.side).ravel()
 
 
 class CropTests:
