@@ -14,8 +14,9 @@ setup(
     python_requires=">=3.10",
     packages=["cropnet"],
     py_modules=["detect"],
-    # For non-editable installs: predict looks for sys.prefix/checkpoints/cropnet.pt.
-    data_files=[("checkpoints", ["checkpoints/cropnet.pt"])],
+    # For non-editable installs: predict looks for sys.prefix/checkpoints/cropnet.pt;
+    # cropnet-6ch.pt is the best 6-channel model, one --checkpoint away.
+    data_files=[("checkpoints", ["checkpoints/cropnet.pt", "checkpoints/cropnet-6ch.pt"])],
     install_requires=[
         "torch>=2.1,<3",
         "torchvision>=0.16,<1",
@@ -25,6 +26,7 @@ setup(
         "tqdm>=4.60",
         "opencv-python-headless>=4.5",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "bench": ["matplotlib>=3.5"]},
+    # matplotlib: the benchmark's plots and the learning curves (benchmarks/run.py, scripts/plot_curves.py)
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "plots": ["matplotlib>=3.5"]},
     entry_points={"console_scripts": ["detect=detect:cli"]},
 )

@@ -183,21 +183,24 @@ def test_folders_without_images_are_clear_errors(runner, tiny_checkpoint, tmp_pa
     assert_one_line_error(result, "no image files")
 
 
+@pytest.mark.parametrize("checkpoint", [None, REPO / "checkpoints" / "cropnet-6ch.pt"])
 @pytest.mark.parametrize("swap", [False, True])
-def test_shipped_model_answers_the_sample_pair(runner, swap):
-    """The README's first command: the shipped checkpoint, loaded with no flags, on the bundled pair."""
+def test_shipped_model_answers_the_sample_pair(runner, swap, checkpoint):
+    """The README's first command: the shipped checkpoint, loaded with no flags, on the bundled pair;
+    and the 6-channel model shipped beside it, one --checkpoint away."""
     first, second = (SAMPLE_CROP, SAMPLE_ORIGINAL) if swap else (SAMPLE_ORIGINAL, SAMPLE_CROP)
-    result = runner.invoke(cli, ["predict", str(first), str(second), "--json"])
+    choice = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
+    result = runner.invoke(cli, ["predict", str(first), str(second), "--json", *choice])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["method"] == "hybrid" and answer["paired"] is True and answer["swapped"] is swap
     assert tuple(answer["top_left"]) == SAMPLE_TOP_LEFT  # verified at full resolution: exact
     assert np.isfinite(answer["scores"]["paired"]) and answer["scores"]["verification"] == 1.0
 
-    result = runner.invoke(cli, ["predict", str(first), str(second), "--json", "--method", "net"])
+    result = runner.invoke(cli, ["predict", str(first), str(second), "--json", "--method", "net", *choice])
     answer = json.loads(result.stdout)
     assert answer["paired"] is True and answer["swapped"] is swap
     x, y = answer["top_left"]
     width, height = Image.open(SAMPLE_ORIGINAL).size
-    # The network alone is approximate (it sees the pair at 128 px): within 5% of each side.
+    # The network alone is approximate (it sees the pair at 128-160 px): within 5% of each side.
     assert abs(x - SAMPLE_TOP_LEFT[0]) <= 0.05 * width and abs(y - SAMPLE_TOP_LEFT[1]) <= 0.05 * height
