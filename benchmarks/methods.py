@@ -148,7 +148,7 @@ def make_sift() -> Callable[[str, str], dict]:
 def make_cropnet(method: str):
     """A cropnet Predictor, model loaded once. `answer(a, b)` answers one pair; `answer.many(pairs)` answers a
     batch as `detect.py predict --pairs` does (Predictor.predict_many: the next pair is read while one is
-    answered), when this version of cropnet has it."""
+    answered)."""
     from cropnet.predict import Predictor
 
     predictor = Predictor(method)
@@ -163,8 +163,7 @@ def make_cropnet(method: str):
     def answer(path_a: str, path_b: str) -> dict:
         return as_dict(predictor.predict_files(path_a, path_b))
 
-    if hasattr(predictor, "predict_many"):
-        answer.many = lambda pairs: map(as_dict, predictor.predict_many(pairs))
+    answer.many = lambda pairs: map(as_dict, predictor.predict_many(pairs))
     answer.predictor = predictor  # the worker times the network's forward pass on its own
     return answer
 

@@ -122,7 +122,7 @@ class Predictor:
         # machine: the original's full-size decode, and the network's view of the pair (see `load`).
         share_one_heap()
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network")
+        self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network") if method == "hybrid" else None
         if method != "classic":  # classic never imports torch: it starts and answers fast
             import torch
 
@@ -197,9 +197,9 @@ class Predictor:
         """Read two files as this method needs them: grey at full size for verification (classic, hybrid),
         reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
         names = (str(path_a), str(path_b))
+        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
         if self.method == "classic":
-            return LoadedPair(names, *load_and_prepare(path_a, path_b, max_pixels, self.decoder))
-        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)
+            return LoadedPair(names, *load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder))
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -208,7 +208,7 @@ class Predictor:
         # hybrid: the network's view is decoded on one thread while the pair is decoded for verification
         view_a = self.viewer.submit(load_image, path_a, max_pixels, scale=scale_a)
         view_b = self.viewer.submit(load_image, path_b, max_pixels, scale=scale_b)
-        a, b, prepared = load_and_prepare(path_a, path_b, max_pixels, self.decoder)
+        a, b, prepared = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
         return LoadedPair(names, a, b, prepared, (view_a.result(), view_b.result()), sizes)
 
     def answer(self, pair: LoadedPair) -> Prediction:
@@ -273,19 +273,18 @@ def net_answer(proposal: Proposal, names) -> Prediction:
     return Prediction(names[0], names[1], True, proposal.swapped, proposal.top_left, "net", scores)
 
 
-def load_and_prepare(path_a, path_b, max_pixels: int, decoder: ThreadPoolExecutor,
+def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: ThreadPoolExecutor,
                      verify_config: VerifyConfig = VerifyConfig(),
                      ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None]:
     """Both images as grey arrays, and the search's preparation of the one that can be the crop.
 
-    Decoding the original is most of a pair's time. The headers tell which image
-    can be the crop (it must fit inside the other), so `decoder` decodes the
-    original on a second core while this thread decodes the crop and prepares
-    everything the search needs from it. Same-size pairs (an identity test) and
-    pairs where neither fits are simply decoded side by side.
+    Decoding the original is most of a pair's time. The sizes (from the headers,
+    `image_size`) tell which image can be the crop (it must fit inside the other),
+    so `decoder` decodes the original on a second core while this thread decodes
+    the crop and prepares everything the search needs from it. Same-size pairs (an
+    identity test) and pairs where neither fits are simply decoded side by side.
     """
-    width_a, height_a = image_size(path_a, max_pixels)  # bad files fail here, a's before b's, before any decoding
-    width_b, height_b = image_size(path_b, max_pixels)
+    (width_a, height_a), (width_b, height_b) = sizes
     a_fits = width_a <= width_b and height_a <= height_b
     b_fits = width_b <= width_a and height_b <= height_a
     crop_path = path_a if a_fits and not b_fits else path_b if b_fits and not a_fits else None

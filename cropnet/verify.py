@@ -235,7 +235,7 @@ class PreparedCrop:
         self.factor = coarse_factor(crop.shape, config)
         self.levels = self.factor.bit_length() - 1
         self.pyramid = pyramid(crop, self.levels)  # [crop, crop / 2, ...]
-        self.tests = CropTests(crop, config)
+        self.tests = CropTests(crop, config, self.pyramid[1] if self.levels else None)
         # Full resolution's tiles are ranked by the texture verification measured, when its tiles are the same.
         full_texture = self.tests.texture if self.tests.side == config.tile else None
         self.comparison_tiles = [comparison_tiles(level_crop, config, full_texture if level == 0 else None)
@@ -566,14 +566,15 @@ class CropTests:
     """What verifying any offset needs from the crop, computed once per crop: the tile grid,
     each tile's texture, the tiles checked at full resolution and the smoothed crop."""
 
-    def __init__(self, crop: np.ndarray, config: VerifyConfig):
+    def __init__(self, crop: np.ndarray, config: VerifyConfig, halved: np.ndarray | None = None):
+        """`halved` is `half(crop)` when the caller has it (the pyramid's second level)."""
         self.crop, self.config = crop, config
         self.side = verification_tile(crop.shape, config)
         # (rows, cols): what a one-pixel error costs each tile. On a large crop, measured on the crop
         # at half size (the same tile grid, a quarter of the pixels), which ranks tiles just as well;
         # the tiles chosen are then measured exactly.
         half_size = crop.size > config.whole_crop_pixels
-        self.texture = (least_shift_energy(half(crop), self.side // 2) if half_size
+        self.texture = (least_shift_energy(half(crop) if halved is None else halved, self.side // 2) if half_size
                         else least_shift_energy(crop, self.side))
         # The most textured tiles of every part of the crop settle the offset at full resolution (even
         # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
