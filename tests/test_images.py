@@ -89,3 +89,19 @@ def test_images_past_pillows_own_bomb_limit_get_the_pixel_limit_message(tmp_path
     Image.new("1", (20000, 10000)).save(tmp_path / "huge.png")  # 24 KB on disk
     with pytest.raises(ImageError, match="200,000,000 pixels, over the limit of 100,000,000"):
         load_image(tmp_path / "huge.png")
+
+
+def test_image_size_reads_headers_with_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from cropnet.images import image_size
+
+    turned = Image.new("RGB", (300, 200))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # a quarter turn: displayed 200 x 300
+    for suffix in ("png", "jpg"):
+        turned.save(tmp_path / f"turned.{suffix}", exif=exif)
+        Image.new("RGB", (300, 200)).save(tmp_path / f"plain.{suffix}")
+        assert image_size(tmp_path / f"turned.{suffix}") == (200, 300)
+        assert image_size(tmp_path / f"plain.{suffix}") == (300, 200)
+        assert load_image(tmp_path / f"turned.{suffix}").shape[:2] == (300, 200)  # (H, W) as displayed
