@@ -106,12 +106,15 @@ def cli(context, debug):
               help="Local torchvision ResNet state dict for the trunk (nothing is downloaded).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from a last.pt (its stored configs are used; --epochs may extend).")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
+              help="Fine-tune: start from this checkpoint's weights and model config (e.g. checkpoints/cropnet.pt), "
+                   "with a fresh optimizer, schedule and curriculum.")
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 on a GPU, bfloat16 on a CPU).")
 @max_pixels_option
 @device_option
 def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs,
-          ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, amp, max_pixels,
-          device):
+          ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, init, amp,
+          max_pixels, device):
     """Train a model on pairs synthesized from a folder of photos.
 
     Under `torchrun --nproc_per_node=N detect.py train ...` the N processes share
@@ -128,7 +131,8 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
     try:
         best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                             train_config=train_config, device=resolve_device(device), resume=resume,
-                            pretrained=pretrained, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, echo=click.echo)
+                            pretrained=pretrained, init=init, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                            echo=click.echo)
     except (CropnetError, ValueError) as error:
         raise fail(error) from error
     if best:  # empty in torchrun's other processes, and when a resumed run had no epoch left

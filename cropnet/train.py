@@ -140,11 +140,14 @@ def start_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
 
 def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
           train_config: TrainConfig, device: torch.device, resume: Path | None = None,
-          pretrained: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, echo=print) -> dict:
+          pretrained: Path | None = None, init: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+          echo=print) -> dict:
     """Train and write `out_dir/{best.pt,last.pt,log.jsonl}`; returns the best validation metrics.
 
     With `resume`, the configs stored in that checkpoint are used (only the
     number of epochs may grow) and training continues after its last epoch.
+    With `init`, a new run starts from that checkpoint's weights and model config
+    (a fine-tune: the optimizer, schedule and curriculum start afresh).
     Under torchrun every process trains on its own share of each epoch's pairs
     (DistributedDataParallel); only rank 0 validates, logs and writes checkpoints.
     """
@@ -152,7 +155,7 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     try:
         return train_process(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                              train_config=train_config, device=device, resume=resume, pretrained=pretrained,
-                             max_pixels=max_pixels, echo=echo if place.main else lambda _: None, place=place)
+                             init=init, max_pixels=max_pixels, echo=echo if place.main else lambda _: None, place=place)
     finally:
         if place.world_size > 1:
             torch.distributed.destroy_process_group()
@@ -160,8 +163,14 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
 
 def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_config: SynthConfig,
                   train_config: TrainConfig, device: torch.device, resume: Path | None, pretrained: Path | None,
-                  max_pixels: int, echo, place: Distributed) -> dict:
+                  init: Path | None, max_pixels: int, echo, place: Distributed) -> dict:
+    if sum(option is not None for option in (resume, pretrained, init)) > 1:
+        raise TrainingError("choose one of --resume, --pretrained and --init")
     state = None
+    initial = None  # the checkpoint a fine-tune starts from
+    if init is not None:
+        initial = load_checkpoint(init, map_location="cpu")
+        model_config = configs_from_checkpoint(initial)[0]  # the weights fix the architecture
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")
         if "optimizer" not in state:
@@ -190,8 +199,13 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
                                                **loader_args)
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
 
-    model = build_model(model_config) if state is None else model_from_checkpoint(state, resume)
-    if pretrained is not None and state is None:
+    if state is not None:
+        model = model_from_checkpoint(state, resume)
+    elif initial is not None:
+        model = model_from_checkpoint(initial, init)
+    else:
+        model = build_model(model_config)
+    if pretrained is not None:
         if model_config.siamese:
             raise TrainingError("--pretrained loads the 6-channel model's trunk only")
         try:

@@ -130,6 +130,29 @@ def test_train_writes_log_and_checkpoints_and_resumes(tmp_path, photo_folder):
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
 
+def test_init_fine_tunes_from_a_checkpoints_weights_and_model_config(tmp_path, photo_folder):
+    start = ModelConfig(input_size=64, head_channels=8, head_hidden=16)
+    configs = {"synth_config": SynthConfig(),
+               "train_config": TrainConfig(epochs=1, pairs_per_epoch=16, val_pairs=8, batch_size=8, workers=0)}
+    train(photo_folder, tmp_path / "first", model_config=start, device=torch.device("cpu"), echo=lambda _: None,
+          **configs)
+    # The command line's model config is ignored: the weights fix the architecture. With lr 0
+    # nothing learns, so the parameters (not BatchNorm's running statistics) must be the first run's.
+    configs["train_config"] = TrainConfig(epochs=1, pairs_per_epoch=16, val_pairs=8, batch_size=8, workers=0, lr=0.0)
+    train(photo_folder, tmp_path / "tuned", model_config=ModelConfig(input_size=96), device=torch.device("cpu"),
+          init=tmp_path / "first" / "last.pt", echo=lambda _: None, **configs)
+    first, tuned = load_checkpoint(tmp_path / "first" / "last.pt"), load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["model_config"] == first["model_config"]
+    assert tuned["epoch"] == 0
+    parameters = dict(model_from_checkpoint(first).named_parameters())
+    for name, value in model_from_checkpoint(tuned).named_parameters():
+        assert torch.equal(value, parameters[name]), name
+    with pytest.raises(TrainingError, match="choose one"):
+        train(photo_folder, tmp_path / "both", model_config=start, device=torch.device("cpu"),
+              init=tmp_path / "first" / "last.pt", resume=tmp_path / "first" / "last.pt", echo=lambda _: None,
+              **configs)
+
+
 def test_training_on_a_folder_without_images_is_a_clear_error(tmp_path):
     (tmp_path / "readme.txt").write_text("no pictures here")
     with pytest.raises(FolderError, match="no image files"):
