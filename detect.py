@@ -91,7 +91,7 @@ def cli(context, debug):
 @click.option("--ramp-epochs", type=click.IntRange(min=0), default=TrainConfig.ramp_epochs, show_default=True,
               help="Curriculum: after the easy epochs, the hard negatives' share grows over this many epochs.")
 @click.option("--arch", default=ModelConfig.arch, show_default=True,
-              help="resnet18 (or another torchvision ResNet): the pair stacked as 6 channels; siamese-resnet18: "
+              help="resnet18 (or resnet34): the pair stacked as 6 channels; siamese-resnet18: "
                    "one trunk per image, the crop's features correlated over the original's.")
 @click.option("--input-size", type=click.IntRange(min=32), default=ModelConfig.input_size, show_default=True,
               help="Side N of the network's N x N input.")

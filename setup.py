@@ -19,6 +19,8 @@ setup(
     data_files=[("checkpoints", ["checkpoints/cropnet.pt", "checkpoints/cropnet-6ch.pt"])],
     install_requires=[
         "torch>=2.1,<3",
+        # The ResNet trunk is rebuilt in cropnet/model.py (importing torchvision costs seconds at every
+        # predict); torchvision is kept for the tests that check that trunk against its own ResNet.
         "torchvision>=0.16,<1",
         "pillow>=10",
         "numpy>=1.24",

@@ -123,7 +123,7 @@ def time_startup(manifests: dict[str, Path], repeats: int, with_torch: bool = Tr
     commands = [[python, "-c", "pass"], [python, "-c", "import cropnet.predict"],
                 [python, detect, "predict", "--method", "classic", pair["path_a"], pair["path_b"]]]
     if with_torch:
-        commands += [[python, "-c", "import torch, torchvision"],
+        commands += [[python, "-c", "import torch"],
                      [python, detect, "predict", "--method", "hybrid", pair["path_a"], pair["path_b"]]]
     return {"set": name, "repeats": repeats, "commands": [time_command(c, repeats) for c in commands]}
 

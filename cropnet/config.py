@@ -49,7 +49,7 @@ class SynthConfig:
 class ModelConfig:
     """The network and the input it expects."""
 
-    # "resnet18" (any torchvision resnet): both images stacked as 6 channels, one trunk (the write-up's).
+    # "resnet18" or "resnet34": both images stacked as 6 channels, one trunk (the write-up's).
     # "siamese-resnet18": one trunk applied to each image, the crop's features correlated over the original's.
     arch: str = "resnet18"
     input_size: int = 128  # N: both images share one N x N canvas pair, px
@@ -63,8 +63,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):
             raise ValueError(f"fit must be 'common' or 'stretch', not {self.fit!r}")
-        if not self.arch.removeprefix("siamese-").startswith("resnet"):
-            raise ValueError(f"arch must be a torchvision resnet or siamese-resnet..., not {self.arch!r}")
+        if self.arch.removeprefix("siamese-") not in ("resnet18", "resnet34"):
+            raise ValueError(f"arch must be resnet18, resnet34, siamese-resnet18 or siamese-resnet34, "
+                             f"not {self.arch!r}")
         if self.siamese and self.fit != "common":
             raise ValueError("a siamese arch correlates the images at one scale: it needs fit 'common'")
 

@@ -1,8 +1,8 @@
-"""The networks: a torchvision ResNet trunk over a 6-channel pair (`CropNet`), or one
-trunk applied to each image and the crop's features correlated over the original's
-(`SiameseCropNet`); both answer through three heads with the same output.
+"""The networks: a ResNet trunk over a 6-channel pair (`CropNet`), or one trunk applied
+to each image and the crop's features correlated over the original's (`SiameseCropNet`);
+both answer through three heads with the same output.
 
-Imports only torch and torchvision and knows nothing of files or the CLI.
+Imports only torch and knows nothing of files or the CLI.
 """
 
 from __future__ import annotations
@@ -11,10 +11,62 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from .config import ModelConfig
+
+
+# The ResNet trunk is built here rather than taken from torchvision.models: importing
+# torchvision costs 2.8 s on this machine (its ops package imports torch._dynamo), more
+# than torch itself, and `predict` would pay it on every call. The modules and parameter
+# names are torchvision's, so its ResNet state dicts load unchanged; a test checks that
+# both give the same output with the same weights.
+BLOCKS_PER_LAYER = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}  # the basic-block ResNets
+LAYER_WIDTHS = (64, 128, 256, 512)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a shortcut (a 1x1 projection where the shape changes)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, kernel_size=1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(x)) + shortcut)
+
+
+def resnet_trunk(arch: str, in_channels: int = 3, layers: int = 4) -> nn.Sequential:
+    """ResNet's stem and its first `layers` stages, He-initialized as torchvision does:
+    (B, in_channels, N, N) -> (B, LAYER_WIDTHS[layers - 1], N / 2**(layers + 1), ...)."""
+    modules = [nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
+               nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
+    width = 64
+    for stage, (blocks, channels) in enumerate(zip(BLOCKS_PER_LAYER[arch][:layers], LAYER_WIDTHS)):
+        stride = 1 if stage == 0 else 2
+        modules.append(nn.Sequential(*[BasicBlock(width if i == 0 else channels, channels, stride if i == 0 else 1)
+                                       for i in range(blocks)]))
+        width = channels
+    trunk = nn.Sequential(*modules)
+    for module in trunk.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return trunk
 
 
 class CropNetOutput(NamedTuple):
@@ -50,15 +102,10 @@ class CropNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        resnet = getattr(torchvision.models, config.arch)(weights=None)
         # The one change to the trunk: conv1 reads both RGB images stacked (6 channels).
-        resnet.conv1 = nn.Conv2d(6, 64, kernel_size=7, stride=2, padding=3, bias=False)
         # Everything up to layer4; ResNet's avgpool and fc are replaced by the heads.
-        self.trunk = nn.Sequential(
-            resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4,
-        )
-        features = resnet.fc.in_features
+        self.trunk = resnet_trunk(config.arch, in_channels=6)
+        features = LAYER_WIDTHS[-1]
         self.heads = nn.ModuleDict({
             "paired": Head(features, config),
             "swapped": Head(features, config),
@@ -67,8 +114,7 @@ class CropNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision initializes the trunk; conv1 is new, so give it the same He init.
-        nn.init.kaiming_normal_(self.trunk[0].weight, mode="fan_out", nonlinearity="relu")
+        # resnet_trunk initializes the trunk; the heads' last layers start small.
         for module in self.heads.modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.01)
@@ -193,10 +239,8 @@ class SiameseCropNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        resnet = getattr(torchvision.models, config.arch.removeprefix("siamese-"))(weights=None)
-        self.trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1,
-                                   resnet.layer2)
-        channels = 128 * resnet.layer1[0].expansion
+        self.trunk = resnet_trunk(config.arch.removeprefix("siamese-"), layers=2)  # stem, layer1, layer2
+        channels = LAYER_WIDTHS[1]
         # Batch-normalized before the L2 norm: centred features, so that cosines are not all near 1.
         self.project = nn.Sequential(nn.Conv2d(channels, config.feature_dim, kernel_size=1, bias=False),
                                      nn.BatchNorm2d(config.feature_dim))

@@ -1,10 +1,14 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from conftest import REPO
 
 from cropnet.config import ModelConfig
-from cropnet.model import STRIDE, CropNet, CropNetOutput, build_model, match, shift_index
+from cropnet.model import STRIDE, CropNet, CropNetOutput, build_model, match, resnet_trunk, shift_index
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -39,6 +43,33 @@ def test_depth_is_a_config_value():
     small = sum(p.numel() for p in CropNet(ModelConfig(arch="resnet18")).parameters())
     large = sum(p.numel() for p in CropNet(ModelConfig(arch="resnet34")).parameters())
     assert large > small
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_the_trunk_is_torchvisions_resnet_weight_for_weight(arch):
+    """Built without importing torchvision (for start-up time), the trunk must be its ResNet:
+    the same parameter shapes, and with the same weights the same features."""
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, arch)(weights=None).eval()
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    renamed = {f"{names.index(key.split('.')[0])}.{key.partition('.')[2]}": value
+               for key, value in reference.state_dict().items() if not key.startswith("fc.")}
+    trunk = resnet_trunk(arch).eval()
+    assert {k: v.shape for k, v in trunk.state_dict().items()} == {k: v.shape for k, v in renamed.items()}
+    trunk.load_state_dict(renamed)
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*[getattr(reference, name) for name in names])(images)
+        assert torch.allclose(trunk(images), expected, atol=1e-5)
+
+
+def test_predicting_with_the_network_does_not_import_torchvision(tmp_path):
+    """torchvision's import costs seconds; `predict` must not pay it."""
+    code = ("import sys; from cropnet.predict import Predictor; "
+            "Predictor(method='net'); print('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
 
 
 def test_pretrained_trunk_copies_conv1_into_both_halves(tiny_model_config):
