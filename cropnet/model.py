@@ -15,7 +15,6 @@ from torch import nn
 
 from .config import ModelConfig
 
-
 # The ResNet trunk is built here rather than taken from torchvision.models: importing
 # torchvision costs 2.8 s on this machine (its ops package imports torch._dynamo), more
 # than torch itself, and `predict` would pay it on every call. The modules and parameter
@@ -54,7 +53,8 @@ def resnet_trunk(arch: str, in_channels: int = 3, layers: int = 4) -> nn.Sequent
     modules = [nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
                nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
     width = 64
-    for stage, (blocks, channels) in enumerate(zip(BLOCKS_PER_LAYER[arch][:layers], LAYER_WIDTHS)):
+    blocks_per_layer = BLOCKS_PER_LAYER[arch][:layers]
+    for stage, (blocks, channels) in enumerate(zip(blocks_per_layer, LAYER_WIDTHS[:layers], strict=True)):
         stride = 1 if stage == 0 else 2
         modules.append(nn.Sequential(*[BasicBlock(width if i == 0 else channels, channels, stride if i == 0 else 1)
                                        for i in range(blocks)]))
