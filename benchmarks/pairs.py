@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from cropnet.config import SynthConfig
-from cropnet.data import PairDataset
+from cropnet.data import PairDataset, is_flat
 from cropnet.evaluate import SMALL_CROP_SIDE, quality_band, scale_to_megapixels
 from cropnet.images import find_images, load_image
 
@@ -67,23 +67,27 @@ class ScaledPhotos:
         return self.cache[index]
 
 
-def set_folder(cache: Path, photos: Path, seed: int, spec: PairSpec) -> Path:
+def usable_photos(photos: Path) -> list[Path]:
+    """The folder's photos that pairs can be drawn from: not one flat colour (see `cropnet.data.is_flat`)."""
+    return [path for path in find_images(photos) if not is_flat(load_image(path))]
+
+
+def set_folder(cache: Path, photos: Path, seed: int, spec: PairSpec, paths: list[Path]) -> Path:
     """Where a set lives: named by spec and seed, keyed by the photos' names and sizes so that a changed folder
     gives a new set instead of a stale one."""
-    paths = find_images(photos)
     listing = [(p.relative_to(photos).as_posix(), p.stat().st_size) for p in paths]
     key = hashlib.sha1(json.dumps([str(photos.resolve()), listing, seed, asdict(spec)]).encode()).hexdigest()[:10]
     return cache / f"{spec.name}-seed{seed}-n{spec.count}-{key}"
 
 
-def build_pairs(photos: Path, seed: int, spec: PairSpec, cache: Path) -> Path:
-    """Write the set's image files and manifest (unless already there); return the manifest's path."""
-    folder = set_folder(cache, photos, seed, spec)
+def build_pairs(photos: Path, seed: int, spec: PairSpec, cache: Path, paths: list[Path]) -> Path:
+    """Write the set's image files and manifest (unless already there); return the manifest's path.
+    `paths`: the photos to draw from (`usable_photos(photos)`)."""
+    folder = set_folder(cache, photos, seed, spec, paths)
     manifest = folder / MANIFEST
     if manifest.is_file():
         return manifest
     folder.mkdir(parents=True, exist_ok=True)
-    paths = find_images(photos)
     config = replace(SynthConfig(), crop_min=spec.crop_range[0], crop_max=spec.crop_range[1])
     # Epoch 0 for every spec: pair i is the same draw (photo, kind, crop fractions) at every size,
     # so times at different sizes compare the same pairs.

@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 import report
 from methods import CROPNET_METHODS, DECODERS, METHODS
-from pairs import PairSpec, build_pairs, read_manifest
+from pairs import PairSpec, build_pairs, read_manifest, usable_photos
+
+from cropnet.images import find_images
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "worker.py"
@@ -278,18 +280,23 @@ def main() -> None:
         tuning = None
         if "template" in args.methods:
             log(f"building {len(tune_specs)} tuning sets from {args.tune_images}")
-            tune_manifests = [build_pairs(args.tune_images, args.tune_seed, s, args.cache) for s in tune_specs]
+            tune_photos = usable_photos(args.tune_images)
+            tune_manifests = [build_pairs(args.tune_images, args.tune_seed, s, args.cache, tune_photos)
+                              for s in tune_specs]
             tuning = tune_threshold(tune_manifests, scratch)
             tuning.update(images=str(args.tune_images), seed=args.tune_seed, sets=[s.name for s in tune_specs])
             log(f"reference A threshold {tuning['threshold']:.4f} (accuracy {tuning['accuracy']:.3f} "
                 f"on {tuning['pairs']} tuning pairs)")
         manifests, results, truth, failures, forward = {}, {}, {}, {}, {}
+        photos = usable_photos(args.images)
+        log(f"{len(photos)} photos in {args.images} ({len(find_images(args.images)) - len(photos)} one flat colour, "
+            "skipped: a negative drawn from one is a crop)")
         # One process per method and set, so that each has its own memory; --quick: one per method for all
         # sets (the peak is reset for each), since importing torch alone takes seconds.
         for batch in ([list(specs)] if args.quick else [[spec] for spec in specs]):
             for spec in batch:
                 log(f"building {spec.name}: {spec.count} pairs")
-                manifests[spec.name] = build_pairs(args.images, args.seed, spec, args.cache)
+                manifests[spec.name] = build_pairs(args.images, args.seed, spec, args.cache, photos)
                 truth[spec.name] = read_manifest(manifests[spec.name])["pairs"]
                 results[spec.name] = {}
             for method in [*args.methods, "floor"]:

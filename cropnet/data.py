@@ -208,7 +208,20 @@ class PhotoSet:
 
 
 SKIP_KINDS = ("no such file", "empty", "permission denied", "not an image", "damaged or truncated", "too small",
-              "over the limit")
+              "over the limit", "one flat colour")
+
+# Grey levels of standard deviation (the largest of the three channels') below which a photo is one
+# flat colour. Seen among held-out wallpapers: transparent PNGs whose pattern is all in the alpha
+# channel, white on white once composited (std 0 to 0.5); the least textured real photo had 8.
+FLAT_STD = 2.0
+
+
+def is_flat(photo: np.ndarray) -> bool:
+    """A photo with no texture. Every window of it is, pixel for pixel, a crop of every other, so a
+    "negative" drawn from it (resized, flipped, past the border) is a crop by definition: pair
+    synthesis skips such photos rather than label crops as negatives."""
+    small = shrink(photo, 256)
+    return float(small.reshape(-1, small.shape[-1]).std(axis=0).max()) < FLAT_STD
 
 
 def describe_skipped(skipped: list[str], names_shown: int = 3) -> list[str]:
@@ -235,6 +248,10 @@ def load_photos(folder: Path, paths: list[Path], max_side: int | None, min_side:
             continue
         if min(photo.shape[:2]) < min_side:
             skipped.append(f"{path}: smaller than {min_side} px, too small to crop from")
+            continue
+        if is_flat(photo):
+            skipped.append(f"{path}: one flat colour as loaded (transparent pixels are composited on white), "
+                           "so no negative pair can be drawn from it")
             continue
         names.append(path.relative_to(folder).as_posix())
         photos.append(photo)

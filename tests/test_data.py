@@ -9,6 +9,7 @@ from cropnet.data import (
     PairTransform,
     describe_skipped,
     fit_pair,
+    is_flat,
     load_folder,
     split_names,
     synthesize_pair,
@@ -162,6 +163,23 @@ def test_unreadable_files_are_skipped_and_counted(photo_folder):
     lines = describe_skipped(photos.skipped)
     assert sum(int(line.split()[1]) for line in lines) == 2 and any("broken.jpg" in line for line in lines)
     assert photos.photos[photos.names.index("one.png")].shape == (90, 120, 3)
+
+
+def test_photos_of_one_flat_colour_are_skipped(photo_folder):
+    """A white pattern on a transparent background is white on white once composited: nothing to crop."""
+    from PIL import Image
+
+    pattern = np.full((80, 120, 4), 255, np.uint8)
+    pattern[..., 3] = textured_photo(4, 120, 80)[..., 0]  # all the content is in the alpha channel
+    Image.fromarray(pattern, "RGBA").save(photo_folder / "transparent.png")
+    Image.fromarray(np.full((80, 120, 3), 40, np.uint8)).save(photo_folder / "grey.png")
+    photos = load_folder(photo_folder, max_side=None)
+    assert sorted(photos.names) == ["nested/three.webp", "one.png", "two.jpg"]
+    assert sorted(reason.split(":")[0].rsplit("/", 1)[-1] for reason in photos.skipped) == ["grey.png",
+                                                                                           "transparent.png"]
+    assert describe_skipped(photos.skipped) == [f"skipped 2 (one flat colour): {photos.skipped[0].split(':')[0]}, "
+                                                f"{photos.skipped[1].split(':')[0]}"]
+    assert not is_flat(textured_photo(5)) and is_flat(np.full((50, 60, 3), 7, np.uint8))
 
 
 def test_folder_without_usable_images_is_an_error(tmp_path):
