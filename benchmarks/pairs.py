@@ -128,6 +128,9 @@ def describe_pair(pair, index: int, names: list[str]) -> dict:
         "size_a": [pair.a.shape[1], pair.a.shape[0]], "size_b": [pair.b.shape[1], pair.b.shape[0]],
         "crop_size": [crop.shape[1], crop.shape[0]], "original_size": [original.shape[1], original.shape[0]],
         "small": min(crop.shape[:2]) < SMALL_CROP_SIDE, "touches_border": bool(touches),
+        # A crop of one flat colour (a patch of clear sky) fits many places within JPEG noise: resized,
+        # flipped or run past the border, it is still pixel for pixel a crop. Reported apart.
+        "flat_crop": is_flat(crop),
     }
 
 

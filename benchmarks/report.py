@@ -61,12 +61,15 @@ def tally(rows: list[tuple[dict, dict]]) -> dict:
 
 
 def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: list[str],
-             only: set[tuple[str, int]] | None = None) -> dict:
+             only: set[tuple[str, int]] | None = None, textured_only: bool = False) -> dict:
     """Per category: the main sets (full crop-size range) by kind and JPEG band; crops under 100 px from every
-    set; the tiny-crop sets' negatives; and corner exactness over the true crops found. `only`: just these
-    (set, index) pairs, to compare two methods on the pairs both answered."""
+    set; the tiny-crop sets' negatives; negatives by whether their crop is one flat colour; and corner exactness
+    over the true crops found. `only`: just these (set, index) pairs, to compare two methods on the pairs both
+    answered; `textured_only`: leave out the pairs whose crop is one flat colour."""
     rows = joined(results, truth, method, main, only)
     tiny_rows = joined(results, truth, method, tiny, only)
+    if textured_only:
+        rows, tiny_rows = ([r for r in group if not r[0].get("flat_crop")] for group in (rows, tiny_rows))
     categories = {
         "all pairs": tally(rows),
         "true crops found": tally([r for r in rows if r[0]["kind"] == "positive"]),
@@ -75,6 +78,10 @@ def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: lis
         "crops under 100 px found": tally([r for r in rows + tiny_rows if r[0]["kind"] == "positive"
                                            and r[0]["small"]]),
         "tiny-crop set: negatives rejected": tally([r for r in tiny_rows if not r[0]["paired"]]),
+        "negatives with a textured crop rejected": tally([r for r in rows + tiny_rows if not r[0]["paired"]
+                                                          and not r[0].get("flat_crop")]),
+        "negatives with a flat crop rejected": tally([r for r in rows + tiny_rows if not r[0]["paired"]
+                                                      and r[0].get("flat_crop")]),
     }
     found = [(t, a) for t, a in rows + tiny_rows if t["paired"] and a["paired"]]
     errors = [math.inf if a["swapped"] != t["swapped"] else max(abs(a["top_left"][0] - t["top_left"][0]),
@@ -180,7 +187,10 @@ def markdown(summary: dict) -> str:
     lines += ["", "## Accuracy", "",
               "Share of right paired / not-paired answers: right/pairs. Main sets pooled (every set except the "
               "tiny-crop ones); crops under 100 px come from every set. Ambiguous answers of cropnet's verifying "
-              "methods count as paired (amb.: how many). Corners over the true crops found in every set (a wrong "
+              "methods count as paired (amb.: how many). A flat crop is one flat colour (grey-level spread under "
+              "2, `cropnet.data.is_flat`): made from a patch of clear sky, a resized, flipped or past-the-border "
+              "\"negative\" is still, within JPEG noise, pixel for pixel a crop. "
+              "Corners over the true crops found in every set (a wrong "
               "order counts as a wrong corner). SIFT answered only the first pairs of the large sets (its "
               "pair counts show how many).", "",
               "| category | " + " | ".join(LABELS[m] for m in answering) + " |",
