@@ -62,6 +62,9 @@ class VerifyConfig:
     check_tiles: int = 400  # most textured tiles that settle the offset and test "fits best exactly here"
     min_agreement: float = 0.99  # share of tiles that must fit within noise for a crop
     min_best_here: float = 0.9  # share of textured tiles that must fit best exactly at the offset
+    # Grey levels: the most the crop may be brighter or darker than the original at the offset, on average
+    # over any of a 4 x 4 grid of regions (see `Evidence.region_bias`).
+    max_region_bias: float = 3.0
     max_verified: int = 4  # candidates verified per image pair order
     give_up_share: float = 0.5  # a candidate where fewer tiles fit within noise is not polished (see `measure`)
     # ... in a hint's window: a true offset is found again by the full search that follows
@@ -554,12 +557,16 @@ class SmoothedCrop:
         self.side = (max(2, side // factors[0]), max(2, side // factors[1]))
         self.shape, self.factors = crop.shape, tuple(factors)
         self.crop = box_mean(crop.astype(np.float32, copy=False), self.factors)
-        self.texture = least_shift_energy(self.crop, self.side).ravel()  # (tiles,)
+        texture = least_shift_energy(self.crop, self.side)  # (rows, cols) of tiles
+        self.grid = texture.shape
+        self.texture = texture.ravel()  # (tiles,)
 
-    def residual(self, original: np.ndarray, x: int, y: int) -> np.ndarray:
-        """(tiles,) mean squared residual against the original at (x, y), at the reduced scale."""
+    def residual(self, original: np.ndarray, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tiles,) mean squared residual against the original at (x, y), at the reduced scale, and
+        (tiles,) mean signed difference (crop minus original)."""
         region = original[y:y + self.shape[0], x:x + self.shape[1]].astype(np.float32, copy=False)
-        return tile_means((self.crop - box_mean(region, self.factors)) ** 2, self.side).ravel()
+        difference = self.crop - box_mean(region, self.factors)
+        return tile_means(difference ** 2, self.side).ravel(), tile_means(difference, self.side).ravel()
 
 
 class CropTests:
@@ -597,7 +604,7 @@ class CropTests:
         and 0.9 gave up one; the strict share is for a hint's window only.
         """
         config = self.config
-        residual = self.smoothed.residual(original, x, y)
+        residual, bias = self.smoothed.residual(original, x, y)
         fits = within_noise(residual, self.smoothed.texture, self.smoothed.noise_scale, config.noise_floor,
                             config.texture_gain)
         if fits.mean() < (config.give_up_share if give_up_share is None else give_up_share):
@@ -608,11 +615,12 @@ class CropTests:
             if maps is None:  # still moving after its last step
                 maps = neighbour_residuals(original, self.crop, moved_x, moved_y, self.check, self.side)
             if (moved_x, moved_y) != (x, y):
-                x, y, residual = moved_x, moved_y, self.smoothed.residual(original, moved_x, moved_y)
+                x, y = moved_x, moved_y
+                residual, bias = self.smoothed.residual(original, x, y)
         flat = maps.reshape(len(self.check), 9)
         best_here = flat[:, 4] < np.delete(flat, 4, axis=1).min(axis=1)  # the centre is the offset itself
         return Evidence(x, y, maps, residual, best_here, self.smoothed.texture, self.smoothed.noise_scale,
-                        self.check_texture)
+                        self.check_texture, bias.reshape(self.smoothed.grid))
 
 
 def within_noise(residual: np.ndarray, texture: np.ndarray, noise_scale: float, noise_floor: float,
@@ -633,6 +641,22 @@ class Evidence:
     texture: np.ndarray  # (tiles,) smoothed texture of every tile
     noise_scale: float  # SmoothedCrop.noise_scale
     check_texture: np.ndarray  # (n,) full-resolution texture of each checked tile
+    bias: np.ndarray  # (rows, cols) smoothed mean signed difference (crop minus original) of every tile
+
+    def region_bias(self, regions: int = 4) -> float:
+        """The largest mean signed difference over a regions x regions grid of the crop, in grey levels.
+
+        Every tile of a resized crop of a gradient, or of a crop slid along a ramp
+        past the border, can fit within JPEG noise while one part of the crop stays
+        brighter than the original and another darker. JPEG moves the mean of
+        a region of a true crop little: at most 2.0 grey levels over 1,000 true
+        crops (training photos, quality 25-95, crop sides 40 px to 90% of 2,000 px;
+        a region of a tiny crop is a single 16 px tile, four JPEG blocks), where the
+        negatives the other tests let through reached up to 6.
+        """
+        rows = np.array_split(np.arange(self.bias.shape[0]), min(regions, self.bias.shape[0]))
+        cols = np.array_split(np.arange(self.bias.shape[1]), min(regions, self.bias.shape[1]))
+        return max(abs(float(self.bias[np.ix_(r, c)].mean())) for r in rows for c in cols)
 
     def scores(self, noise_floor: float, texture_gain: float, texture_floor: float) -> tuple[float, float]:
         """(share of tiles within noise, share of textured tiles that fit best exactly at the offset)."""
@@ -652,6 +676,8 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
     also fit best exactly at the offset, not one pixel away (a resized crop drifts
     by a fraction of a pixel per tile and fails it; JPEG noise lets a few true tiles
     fail, hence its lower bar). The score is the smaller of the two pass rates.
+    And no region of the crop may be brighter or darker than the original there
+    beyond what JPEG does to a region's mean (`Evidence.region_bias`).
 
     The first candidate that passes is the answer. Later candidates with a residual
     near its own are verified too: each that also passes at a distinct offset makes
@@ -670,7 +696,8 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
         evidence = tests.measure(original, x, y, give_up_share)
         within_noise, best_here = evidence.scores(config.noise_floor, config.texture_gain, config.texture_floor)
         score = min(within_noise, best_here)
-        if within_noise >= config.min_agreement and best_here >= config.min_best_here:
+        if (within_noise >= config.min_agreement and best_here >= config.min_best_here
+                and evidence.region_bias() <= config.max_region_bias):
             if not verified:
                 best = Match(True, (evidence.x, evidence.y), score, margin=pin_margin(evidence.maps))
                 verified_cost = cost

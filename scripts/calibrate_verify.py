@@ -6,6 +6,7 @@ the grid is scored without searching again (Evidence.scores, as predict scores
 it). Prints, per setting, the errors per pair kind.
 
     python scripts/calibrate_verify.py --images data/photos --pairs 600 --seed 7
+    python scripts/calibrate_verify.py --images data/photos --pairs 400 --seed 22 --crop-range 0.02 0.06
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cropnet.data import PairDataset, load_folder  # noqa: E402
 from cropnet.verify import Evidence, PreparedCrop, VerifyConfig, search, to_grey  # noqa: E402
 
 TEXTURE_FLOORS = (60, 100, 150)  # texture_floor values on the grid
+REGION_BIASES = (2.0, 2.5, 3.0, float("inf"))  # max_region_bias values on the grid (inf: no region test)
 
 
 def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
@@ -39,11 +41,13 @@ def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
 
 
 def decide(evidence: list[Evidence], noise_floor: float, texture_gain: float, texture_floor: float,
-           min_best_here: float, min_agreement: float = 0.99):
+           min_best_here: float, min_agreement: float = 0.99,
+           max_region_bias: float = VerifyConfig.max_region_bias):
     """(found, top_left) as verify_candidates decides it, for one threshold setting."""
     for candidate in evidence:
         within_noise, best_here = candidate.scores(noise_floor, texture_gain, texture_floor)
-        if within_noise >= min_agreement and best_here >= min_best_here:
+        if (within_noise >= min_agreement and best_here >= min_best_here
+                and candidate.region_bias() <= max_region_bias):
             return True, (candidate.x, candidate.y)
     return False, None
 
@@ -53,8 +57,11 @@ def decide(evidence: list[Evidence], noise_floor: float, texture_gain: float, te
 @click.option("--pairs", type=int, default=600, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--photo-max-side", type=int, default=2048, show_default=True)
-def main(images, pairs, seed, photo_max_side):
-    synth = SynthConfig(photo_max_side=photo_max_side, png_probability=0.1)
+@click.option("--crop-range", type=(float, float), default=(SynthConfig.crop_min, SynthConfig.crop_max),
+              show_default=True, help="Crop sides as fractions of the photo's (0.02 0.06: tiny crops).")
+def main(images, pairs, seed, photo_max_side, crop_range):
+    synth = SynthConfig(photo_max_side=photo_max_side, png_probability=0.1, crop_min=crop_range[0],
+                        crop_max=crop_range[1])
     photos = load_folder(images, synth.photo_max_side)
     dataset = PairDataset(photos.photos, pairs, seed, synth, transform=None, augment=True)
     base = VerifyConfig()
@@ -66,20 +73,21 @@ def main(images, pairs, seed, photo_max_side):
         records.append((pair.kind, pair.top_left, quality, candidate_evidence(pair, base)))
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    grid = list(itertools.product((10, 25, 50), (0.5, 1.0), TEXTURE_FLOORS, (0.8, 0.9, 0.95)))
-    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here)
+    grid = list(itertools.product((10, 25, 50), (0.5, 1.0), TEXTURE_FLOORS, (0.8, 0.9, 0.95), REGION_BIASES))
+    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here, base.max_region_bias)
     results = []
     for setting in grid + [chosen]:
         errors = dict.fromkeys(PAIR_KINDS, 0)
         totals = dict.fromkeys(PAIR_KINDS, 0)
         wrong_corner = 0
         for kind, top_left, _, evidence in records:
-            found, corner = decide(evidence, *setting)
+            *thresholds, max_region_bias = setting
+            found, corner = decide(evidence, *thresholds, max_region_bias=max_region_bias)
             totals[kind] += 1
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
         results.append((sum(errors.values()), setting, errors, totals, wrong_corner))
-    print("errors | noise_floor texture_gain texture_floor min_best_here | errors per kind ("
+    print("errors | noise_floor texture_gain texture_floor min_best_here max_region_bias | errors per kind ("
           + ", ".join(PAIR_KINDS) + ") | positives found at a wrong corner")
     for total, setting, errors, totals, wrong_corner in sorted(results[:-1], key=lambda r: r[0])[:15] + [results[-1]]:
         label = "chosen: " if setting == chosen else ""

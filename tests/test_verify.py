@@ -261,6 +261,33 @@ def test_resized_crop_is_rejected(kind, scale):
     assert not match_pair(original, resized).paired
 
 
+def gradient_sky(width: int = 500, height: int = 600) -> np.ndarray:
+    """A smooth vertical ramp from 40 to 220 grey levels with faint grain: no tile is textured enough
+    to pin an offset, so only the region test can tell a resized crop from a true one."""
+    rng = np.random.default_rng(8)
+    ramp = np.linspace(40, 220, height, dtype=np.float32)[:, None] + rng.normal(0, 0.7, (height, width))
+    return np.clip(np.round(ramp), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("rows", "scale"), [(300, 0.9), (380, 1.1)])
+def test_resized_crop_of_a_gradient_is_rejected_by_its_region_means(rows, scale):
+    original = jpeg(gradient_sky(), 75)
+    window = cut(original, 120, 130, 200, round(rows / scale))
+    resized = cv2.resize(window, (200, rows), interpolation=cv2.INTER_LINEAR)
+    # Each tile alone fits somewhere within noise: without the region test this passes as a crop.
+    assert locate(original, resized, VerifyConfig(max_region_bias=math.inf)).found
+    assert not locate(original, resized).found
+    assert not match_pair(original, resized).paired
+
+
+@pytest.mark.parametrize("quality", [25, 50, 90])
+def test_true_crop_of_a_gradient_passes_the_region_test(quality):
+    original = gradient_sky()
+    crop = jpeg(cut(original, 120, 150, 200, 300), quality)
+    match = locate(jpeg(original, quality), crop)
+    assert match.found  # a flat ramp: the corner may be ambiguous along it, the answer is still "a crop"
+
+
 @pytest.mark.parametrize("kind", NEGATIVE_KINDS)
 def test_crop_of_another_image_is_rejected(kind):
     original = base_image(kind)
