@@ -89,7 +89,10 @@ def main(images, pairs, seed, photo_max_side, crop_range):
         results.append((sum(errors.values()), setting, errors, totals, wrong_corner))
     print("errors | noise_floor texture_gain texture_floor min_best_here max_region_bias | errors per kind ("
           + ", ".join(PAIR_KINDS) + ") | positives found at a wrong corner")
-    for total, setting, errors, totals, wrong_corner in sorted(results[:-1], key=lambda r: r[0])[:15] + [results[-1]]:
+    # The 15 best settings, then the chosen one's other region-test thresholds, then the chosen one.
+    neighbours = [r for r in results[:-1] if r[1][:4] == chosen[:4] and r[1] != chosen]
+    for total, setting, errors, totals, wrong_corner in (sorted(results[:-1], key=lambda r: r[0])[:15] + neighbours
+                                                         + [results[-1]]):
         label = "chosen: " if setting == chosen else ""
         counts = ", ".join(f"{errors[k]}/{totals[k]}" for k in PAIR_KINDS)
         print(f"{label}{total} | " + " ".join(f"{v:g}" for v in setting) + f" | {counts} | {wrong_corner}")
