@@ -25,7 +25,7 @@ from PIL import Image
 from cropnet.config import SynthConfig
 from cropnet.data import PairDataset, is_flat
 from cropnet.evaluate import SMALL_CROP_SIDE, quality_band, scale_to_megapixels
-from cropnet.images import find_images, load_image
+from cropnet.images import find_images, image_size, load_image
 
 MANIFEST = "manifest.json"
 
@@ -68,8 +68,10 @@ class ScaledPhotos:
 
 
 def usable_photos(photos: Path) -> list[Path]:
-    """The folder's photos that pairs can be drawn from: not one flat colour (see `cropnet.data.is_flat`)."""
-    return [path for path in find_images(photos) if not is_flat(load_image(path))]
+    """The folder's photos that pairs can be drawn from: not one flat colour (see `cropnet.data.is_flat`,
+    which looks at 256 px: each photo is decoded reduced, a JPEG by DCT scaling)."""
+    return [path for path in find_images(photos)
+            if not is_flat(load_image(path, scale=min(1.0, 512 / max(image_size(path)))))]
 
 
 def set_folder(cache: Path, photos: Path, seed: int, spec: PairSpec, paths: list[Path]) -> Path:

@@ -10,13 +10,13 @@ import torch
 
 from .config import ModelConfig, SynthConfig, TrainConfig, config_from_dict
 from .errors import CheckpointError
-from .model import CropNet, build_model
+from .model import build_model
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "model_config", "synth_config", "train_config", "epoch", "metrics")
 
 
-def save_checkpoint(path: str | os.PathLike, model: CropNet, *, synth_config: SynthConfig,
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, synth_config: SynthConfig,
                     train_config: TrainConfig, epoch: int, metrics: dict,
                     optimizer=None, scheduler=None, half: bool = False) -> None:
     """Write atomically (a crash mid-write never leaves a half file where a good one was).
@@ -71,7 +71,7 @@ def configs_from_checkpoint(checkpoint: dict) -> tuple[ModelConfig, SynthConfig,
     )
 
 
-def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> CropNet:
+def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
     """Rebuild the network from the config stored inside the checkpoint, weights in float32."""
     model_config, _, _ = configs_from_checkpoint(checkpoint)
     model = build_model(model_config)

@@ -93,17 +93,18 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
         turned = orientation in QUARTER_TURNS
         if orientation != 1:  # exif_transpose copies even an image it leaves as it is (35 ms at 12 MP)
             image = ImageOps.exif_transpose(image)
+        displayed = (reduced[::-1] if turned else reduced) if reduced else None  # the reduced size as shown
         if reduced and image.mode in ("RGB", "L"):
             # Reduced as Pillow holds it, before any array is made: a 12-megapixel PNG (no DCT scaling)
             # would otherwise be copied to a full-size array and back (130 MB more at the peak).
-            image = resize_to(image, reduced[::-1] if turned else reduced)
+            image = resize_to(image, displayed)
         if grey and image.mode == "RGB":  # Pillow's own ITU-R 601 luma: no RGB array is ever made
             image = image.convert("L")
         # A grey array is read-only (np.asarray shares Pillow's bytes): nothing writes into it, and a
         # copy of a 12-megapixel image would cost time and memory for nothing.
         pixels = np.asarray(image) if grey and image.mode == "L" else to_rgb(image)
-    if reduced:  # the other modes, once converted
-        pixels = np.asarray(resize_to(Image.fromarray(pixels), reduced[::-1] if turned else reduced))
+    if reduced and pixels.shape[1::-1] != displayed:  # the other modes, once converted
+        pixels = np.asarray(resize_to(Image.fromarray(pixels), displayed))
     if grey and pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     return pixels

@@ -27,8 +27,6 @@ LAYER_WIDTHS = (64, 128, 256, 512)
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions and a shortcut (a 1x1 projection where the shape changes)."""
 
-    expansion = 1
-
     def __init__(self, in_channels: int, channels: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)

@@ -658,6 +658,14 @@ class Evidence:
         cols = np.array_split(np.arange(self.bias.shape[1]), min(regions, self.bias.shape[1]))
         return max(abs(float(self.bias[np.ix_(r, c)].mean())) for r in rows for c in cols)
 
+    def passes(self, config: VerifyConfig) -> tuple[bool, float]:
+        """Whether the offset verifies (every test, at `config`'s thresholds), and its score: the
+        smaller of the two shares `scores` gives."""
+        within_noise, best_here = self.scores(config.noise_floor, config.texture_gain, config.texture_floor)
+        passed = (within_noise >= config.min_agreement and best_here >= config.min_best_here
+                  and self.region_bias() <= config.max_region_bias)
+        return passed, min(within_noise, best_here)
+
     def scores(self, noise_floor: float, texture_gain: float, texture_floor: float) -> tuple[float, float]:
         """(share of tiles within noise, share of textured tiles that fit best exactly at the offset)."""
         fits = within_noise(self.residual, self.texture, self.noise_scale, noise_floor, texture_gain).mean()
@@ -694,10 +702,8 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
             # would have been the best.
             break
         evidence = tests.measure(original, x, y, give_up_share)
-        within_noise, best_here = evidence.scores(config.noise_floor, config.texture_gain, config.texture_floor)
-        score = min(within_noise, best_here)
-        if (within_noise >= config.min_agreement and best_here >= config.min_best_here
-                and evidence.region_bias() <= config.max_region_bias):
+        passed, score = evidence.passes(config)
+        if passed:
             if not verified:
                 best = Match(True, (evidence.x, evidence.y), score, margin=pin_margin(evidence.maps))
                 verified_cost = cost

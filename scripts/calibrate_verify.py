@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ from cropnet.verify import Evidence, PreparedCrop, VerifyConfig, search, to_grey
 
 TEXTURE_FLOORS = (60, 100, 150)  # texture_floor values on the grid
 REGION_BIASES = (2.0, 2.5, 3.0, float("inf"))  # max_region_bias values on the grid (inf: no region test)
+SETTING = ("noise_floor", "texture_gain", "texture_floor", "min_best_here", "max_region_bias")  # a grid point
 
 
 def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
@@ -40,14 +42,10 @@ def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
     return [prepared.tests.measure(original, x, y) for x, y, _ in candidates[:config.max_verified]]
 
 
-def decide(evidence: list[Evidence], noise_floor: float, texture_gain: float, texture_floor: float,
-           min_best_here: float, min_agreement: float = 0.99,
-           max_region_bias: float = VerifyConfig.max_region_bias):
-    """(found, top_left) as verify_candidates decides it, for one threshold setting."""
+def decide(evidence: list[Evidence], config: VerifyConfig):
+    """(found, top_left) as verify_candidates decides it (`Evidence.passes`), at `config`'s thresholds."""
     for candidate in evidence:
-        within_noise, best_here = candidate.scores(noise_floor, texture_gain, texture_floor)
-        if (within_noise >= min_agreement and best_here >= min_best_here
-                and candidate.region_bias() <= max_region_bias):
+        if candidate.passes(config)[0]:
             return True, (candidate.x, candidate.y)
     return False, None
 
@@ -74,15 +72,15 @@ def main(images, pairs, seed, photo_max_side, crop_range):
     print(f"{pairs} pairs searched in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     grid = list(itertools.product((10, 25, 50), (0.5, 1.0), TEXTURE_FLOORS, (0.8, 0.9, 0.95), REGION_BIASES))
-    chosen = (base.noise_floor, base.texture_gain, base.texture_floor, base.min_best_here, base.max_region_bias)
+    chosen = tuple(getattr(base, name) for name in SETTING)
     results = []
     for setting in grid + [chosen]:
         errors = dict.fromkeys(PAIR_KINDS, 0)
         totals = dict.fromkeys(PAIR_KINDS, 0)
         wrong_corner = 0
+        config = replace(base, **dict(zip(SETTING, setting, strict=True)))
         for kind, top_left, _, evidence in records:
-            *thresholds, max_region_bias = setting
-            found, corner = decide(evidence, *thresholds, max_region_bias=max_region_bias)
+            found, corner = decide(evidence, config)
             totals[kind] += 1
             errors[kind] += found != (kind == "positive")
             wrong_corner += kind == "positive" and found and tuple(corner) != tuple(top_left)
