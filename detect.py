@@ -110,11 +110,20 @@ def cli(context, debug):
               help="Fine-tune: start from this checkpoint's weights and model config (e.g. checkpoints/cropnet.pt), "
                    "with a fresh optimizer, schedule and curriculum.")
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 on a GPU, bfloat16 on a CPU).")
+@click.option("--stage", type=click.Choice(["match", "refine"]), default=TrainConfig.stage, show_default=True,
+              help="match: train the network; refine: train only a siamese network's refining stage "
+                   "(added to an --init checkpoint that has none), the rest kept as it is.")
+@click.option("--refine-zoom", type=click.FloatRange(min=0), default=ModelConfig.refine_zoom, show_default=True,
+              help="Siamese: scale of the refining stage's closer view over the first view's (0: no such stage; "
+                   "--stage refine adds one at 4 when 0).")
+@click.option("--refine-jitter", type=click.FloatRange(min=0), default=TrainConfig.refine_jitter, show_default=True,
+              help="--stage refine: the first stage's corner error it is trained to correct, as a share of the "
+                   "original's side (std per axis).")
 @max_pixels_option
 @device_option
 def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs,
           ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, init, amp,
-          max_pixels, device):
+          stage, refine_zoom, refine_jitter, max_pixels, device):
     """Train a model on pairs synthesized from a folder of photos.
 
     Under `torchrun --nproc_per_node=N detect.py train ...` the N processes share
@@ -123,12 +132,13 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
     """
     from cropnet.train import train as run_training
 
-    model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit)
-    synth_config = SynthConfig(photo_max_side=photo_max_side)
-    train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
-                               batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,
-                               ramp_epochs=ramp_epochs, seed=seed, workers=workers, amp=amp)
     try:
+        model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit, refine_zoom=refine_zoom)
+        synth_config = SynthConfig(photo_max_side=photo_max_side)
+        train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
+                                   batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,
+                                   ramp_epochs=ramp_epochs, seed=seed, workers=workers, amp=amp, stage=stage,
+                                   refine_jitter=refine_jitter)
         best = run_training(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
                             train_config=train_config, device=resolve_device(device), resume=resume,
                             pretrained=pretrained, init=init, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,

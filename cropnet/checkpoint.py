@@ -71,15 +71,25 @@ def configs_from_checkpoint(checkpoint: dict) -> tuple[ModelConfig, SynthConfig,
     )
 
 
-def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
-    """Rebuild the network from the config stored inside the checkpoint, weights in float32."""
-    model_config, _, _ = configs_from_checkpoint(checkpoint)
-    model = build_model(model_config)
+def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoint",
+                          model_config: ModelConfig | None = None) -> torch.nn.Module:
+    """Rebuild the network from the config stored inside the checkpoint, weights in float32.
+
+    A `model_config` that adds a refining stage to the stored one gives the checkpoint's
+    network with a new refining stage, started from its first stage's features.
+    """
+    stored = configs_from_checkpoint(checkpoint)[0]
+    model = build_model(model_config or stored)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in checkpoint["model"].items()}
+    adding_refiner = model_config is not None and model_config.refine_zoom and not stored.refine_zoom
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=not adding_refiner)
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not match the stored model config") from None
+    if adding_refiner:
+        if unexpected or any(not key.startswith("refiner.") for key in missing):
+            raise CheckpointError(f"{path}: weights do not match the stored model config")
+        model.start_refiner()
     return model
 
 

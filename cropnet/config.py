@@ -59,6 +59,11 @@ class ModelConfig:
     head_grid: int = 4  # each head keeps a grid x grid map, so "where" survives pooling
     head_hidden: int = 128
     feature_dim: int = 64  # siamese: width of the L2-normalized features that are correlated
+    # The refining stage (siamese only; 0 leaves it out): a second, closer view around the corners the
+    # first stage found, at refine_zoom times the first view's scale (at most the images' own).
+    refine_zoom: float = 0.0
+    refine_patch: int = 64  # side of the crop's corner patch in the second view, px
+    refine_window: int = 192  # side of the original's window searched for it, px
 
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):
@@ -66,6 +71,10 @@ class ModelConfig:
         if self.arch.removeprefix("siamese-") not in ("resnet18", "resnet34"):
             raise ValueError(f"arch must be resnet18, resnet34, siamese-resnet18 or siamese-resnet34, "
                              f"not {self.arch!r}")
+        if self.refine_zoom and not self.siamese:
+            raise ValueError("the refining stage needs a siamese arch")
+        if self.refine_window <= self.refine_patch or (self.refine_window - self.refine_patch) % 16:
+            raise ValueError("refine_window must exceed refine_patch by a multiple of 16 px (two feature cells)")
         if self.siamese and self.fit != "common":
             raise ValueError("a siamese arch correlates the images at one scale: it needs fit 'common'")
 
@@ -94,6 +103,14 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # DataLoader processes synthesizing pairs
     amp: bool = False  # mixed precision: float16 on a GPU, bfloat16 on a CPU
+    # "match": train the network; "refine": train only its refining stage, the rest frozen.
+    stage: str = "match"
+    # refine: the first stage's corner error is simulated, as this share of the original's side (std per axis)
+    refine_jitter: float = 0.04
+
+    def __post_init__(self):
+        if self.stage not in ("match", "refine"):
+            raise ValueError(f"stage must be 'match' or 'refine', not {self.stage!r}")
 
 
 def config_from_dict(cls, values: dict):

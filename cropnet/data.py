@@ -16,6 +16,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -40,6 +41,10 @@ class Pair:
     swapped: bool  # the first image plays the crop's part
     top_left: tuple[int, int] | None  # (x, y) of the crop in the original, positives only
     quality: tuple[int | None, int | None]  # JPEG quality of a and b, None when lossless
+    # Where the crop's top-left content comes from in the original's coordinates, for every kind
+    # but "other": the spot a matcher is drawn to (past the border, of a resized or a mirrored
+    # region). The refining stage is trained around it, as it will meet it.
+    source: tuple[int, int] | None = None
 
     @property
     def paired(self) -> bool:
@@ -60,12 +65,13 @@ def synthesize_pair(photo: np.ndarray, other: np.ndarray, rng: np.random.Generat
     kinds = list(config.kind_weights)
     weights = np.array([config.kind_weights[k] for k in kinds], dtype=np.float64)
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
-    original, crop, top_left = CROPPERS[kind](photo, other, rng, config)
+    original, crop, source = CROPPERS[kind](photo, other, rng, config)
+    top_left = source if kind == "positive" else None
     original, quality_original = reencode(original, rng, config)
     crop, quality_crop = reencode(crop, rng, config)
     if rng.random() < config.swap_probability:
-        return Pair(crop, original, kind, True, top_left, (quality_crop, quality_original))
-    return Pair(original, crop, kind, False, top_left, (quality_original, quality_crop))
+        return Pair(crop, original, kind, True, top_left, (quality_crop, quality_original), source)
+    return Pair(original, crop, kind, False, top_left, (quality_original, quality_crop), source)
 
 
 def draw_crop_size(width: int, height: int, rng: np.random.Generator, config: SynthConfig) -> tuple[int, int]:
@@ -105,8 +111,8 @@ def crop_other(photo, other, rng, config):
 
 def crop_flip(photo, other, rng, config):
     width, height = draw_crop_size(photo.shape[1], photo.shape[0], rng, config)
-    _, crop = random_window(photo[:, ::-1], width, height, rng)
-    return photo, np.ascontiguousarray(crop), None
+    (x, y), crop = random_window(photo[:, ::-1], width, height, rng)
+    return photo, np.ascontiguousarray(crop), (photo.shape[1] - x - width, y)  # the region it mirrors
 
 
 def crop_border(photo, other, rng, config):
@@ -128,7 +134,7 @@ def crop_border(photo, other, rng, config):
     if "y" in axes:
         y = overrun_start(orig_y, orig_h, height, full_h, rng, config)
     original = photo[orig_y:orig_y + orig_h, orig_x:orig_x + orig_w]
-    return original, photo[y:y + height, x:x + width], None
+    return original, photo[y:y + height, x:x + width], (x - orig_x, y - orig_y)
 
 
 def overrun_start(orig_start: int, orig_len: int, crop_len: int, full_len: int,
@@ -154,10 +160,10 @@ def crop_resized(photo, other, rng, config):
         # Shrinking would need a window larger than the photo: enlarge instead.
         scale = rng.uniform(*config.resize_up)
         box_w, box_h = round(width / scale), round(height / scale)
-    _, window = random_window(photo, box_w, box_h, rng)
+    (x, y), window = random_window(photo, box_w, box_h, rng)
     resample = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS][rng.integers(3)]
     crop = np.asarray(Image.fromarray(window).resize((width, height), resample))
-    return photo, crop, None
+    return photo, crop, (x, y)
 
 
 CROPPERS = {
@@ -313,7 +319,8 @@ class PairDataset:
         return synthesize_pair(photo, other, rng, self.config)
 
     def __getitem__(self, index: int) -> dict:
-        return self.transform(self.pair(index))
+        # A generator of its own for transforms that draw (RefineTransform), apart from the pair's.
+        return self.transform(self.pair(index), np.random.default_rng([self.seed, self.epoch, index, 1]))
 
 
 # ---------------------------------------------------------------- network input
@@ -356,7 +363,7 @@ class PairTransform:
     def __init__(self, *, input_size: int, fit: str = "common", masks: bool = False):
         self.input_size, self.fit, self.masks = input_size, fit, masks
 
-    def __call__(self, pair: Pair) -> dict:
+    def __call__(self, pair: Pair, rng: np.random.Generator | None = None) -> dict:
         original = pair.original
         top_left = (0.0, 0.0)
         if pair.top_left is not None:
@@ -370,4 +377,110 @@ class PairTransform:
             "original_size": np.array([original.shape[1], original.shape[0]], dtype=np.int64),
             "size_a": np.array([pair.a.shape[1], pair.a.shape[0]], dtype=np.int64),
             "size_b": np.array([pair.b.shape[1], pair.b.shape[0]], dtype=np.int64),
+        }
+
+
+# ---------------------------------------------------------------- the refining stage's input
+
+def refine_scale(sizes, input_size: int, zoom: float) -> float:
+    """The second view's scale: `zoom` times the first view's (fit_pair's common scale), never above 1."""
+    return min(1.0, zoom * input_size / max(max(size) for size in sizes))
+
+
+def zoomed_view(image: np.ndarray, x: int, y: int, size: int, scale: float) -> np.ndarray:
+    """(4, size, size) float32: `image`'s region from (x, y) seen at `scale`, normalized as fit_pair
+    normalizes, and a mask channel, 1 where the image is. The region may run past the image (or lie
+    wholly outside it): that part stays zero, the mean colour, with mask 0."""
+    view = np.zeros((4, size, size), dtype=np.float32)
+    height, width = image.shape[:2]
+    left, top = max(0, x), max(0, y)
+    right, bottom = min(width, int(np.ceil(x + size / scale))), min(height, int(np.ceil(y + size / scale)))
+    into_x, into_y = round((left - x) * scale), round((top - y) * scale)  # where the image starts in the view
+    view_w = min(size - into_x, round((right - left) * scale))
+    view_h = min(size - into_y, round((bottom - top) * scale))
+    if view_w < 1 or view_h < 1:
+        return view
+    part = np.ascontiguousarray(image[top:bottom, left:right])  # a half-turned image is a view with negative strides
+    if part.shape[:2] != (view_h, view_w):
+        part = cv2.resize(part, (view_w, view_h), interpolation=cv2.INTER_AREA)
+    normalized = (part.astype(np.float32) / 255.0 - MEAN) / STD  # (h, w, 3)
+    view[:3, into_y:into_y + view_h, into_x:into_x + view_w] = normalized.transpose(2, 0, 1)
+    view[3, into_y:into_y + view_h, into_x:into_x + view_w] = 1.0
+    return view
+
+
+def refine_views(original: np.ndarray, crop: np.ndarray, corner, scale: float, patch: int,
+                 window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The refining stage's input for a crop believed to lie at `corner` (x, y) in `original`.
+
+    Returns windows (2, 4, window, window): the original around where the crop's top-left and
+    bottom-right corners should be; patches (2, 4, patch, patch): the crop at those corners; and
+    origins (2, 2): each window's top-left in original px. All are seen at `scale`. For the
+    bottom-right corner both images are turned half a turn, so the network reads every corner as
+    a top-left one, and that window's origin is in the turned original's px.
+    """
+    reach = (window - patch) / 2 / scale  # original px the window reaches each way from the corner
+    crop_h, crop_w = crop.shape[:2]
+    turned_corner = (original.shape[1] - corner[0] - crop_w, original.shape[0] - corner[1] - crop_h)
+    windows, patches, origins = [], [], []
+    for image, part, (x, y) in ((original, crop, corner), (original[::-1, ::-1], crop[::-1, ::-1], turned_corner)):
+        origin = (round(x - reach), round(y - reach))
+        windows.append(zoomed_view(image, *origin, window, scale))
+        patches.append(zoomed_view(part, 0, 0, patch, scale))
+        origins.append(origin)
+    return np.stack(windows), np.stack(patches), np.array(origins, dtype=np.float32)
+
+
+def refine_targets(top_left, origins: np.ndarray, scale: float, original_size, crop_size) -> np.ndarray:
+    """(2, 2): where the crop's patch lies in each window of `refine_views`, in view px."""
+    top_left, original_size, crop_size = (np.asarray(v, dtype=np.float32) for v in (top_left, original_size,
+                                                                                    crop_size))
+    turned = original_size - crop_size - top_left
+    return np.stack([top_left - origins[0], turned - origins[1]]) * scale
+
+
+def refined_corner(offsets: np.ndarray, origins: np.ndarray, scale: float, original_size, crop_size) -> np.ndarray:
+    """The crop's top-left (x, y) in original px from the refining stage's two offsets (view px), averaged:
+    the inverse of `refine_targets`."""
+    from_top_left = origins[0] + offsets[0] / scale
+    from_bottom_right = np.asarray(original_size) - np.asarray(crop_size) - (origins[1] + offsets[1] / scale)
+    return (from_top_left + from_bottom_right) / 2
+
+
+class RefineTransform:
+    """A Pair to the refining stage's input and targets, for training it.
+
+    The first stage's corner is simulated: the spot the crop's content comes from (`Pair.source`;
+    anywhere for a crop of another photo) plus a normal error of `jitter` times the original's
+    longer side on each axis, kept inside the window's reach so that a true crop is always there
+    to be found.
+    """
+
+    def __init__(self, *, input_size: int, zoom: float, patch: int, window: int, jitter: float):
+        self.input_size, self.zoom, self.patch, self.window, self.jitter = input_size, zoom, patch, window, jitter
+
+    def __call__(self, pair: Pair, rng: np.random.Generator) -> dict:
+        original, crop = pair.original, pair.crop
+        original_size = (original.shape[1], original.shape[0])
+        crop_size = (crop.shape[1], crop.shape[0])
+        scale = refine_scale((original_size, crop_size), self.input_size, self.zoom)
+        truth = pair.source
+        if truth is None:
+            truth = (int(rng.integers(0, max(1, original_size[0] - crop_size[0] + 1))),
+                     int(rng.integers(0, max(1, original_size[1] - crop_size[1] + 1))))
+        reach = (self.window - self.patch) / 2 / scale
+        error = np.clip(rng.normal(0.0, self.jitter * max(original_size), size=2), -0.9 * reach, 0.9 * reach)
+        corner = np.round(np.asarray(truth) + error)
+        windows, patches, origins = refine_views(original, crop, corner, scale, self.patch, self.window)
+        return {
+            "windows": windows,
+            "patches": patches,
+            "offsets": refine_targets(truth, origins, scale, original_size, crop_size).astype(np.float32),
+            "paired": np.int64(pair.paired),
+            "kind": np.int64(PAIR_KINDS.index(pair.kind)),
+            "origins": origins,
+            "scale": np.float32(scale),
+            "top_left": np.asarray(truth, dtype=np.float32),
+            "original_size": np.array(original_size, dtype=np.int64),
+            "crop_size": np.array(crop_size, dtype=np.int64),
         }

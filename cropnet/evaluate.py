@@ -85,6 +85,53 @@ def summarize(records: dict, threshold: float = 0.5) -> dict:
     return metrics
 
 
+def predict_refine_loader(refiner, loader, device) -> dict:
+    """Run the refining stage over a loader of `RefineTransform` items; predictions and targets as arrays."""
+    import torch
+
+    from .data import refined_corner
+
+    refiner.eval()
+    columns = {k: [] for k in ("paired_prob", "offsets", "paired", "kind", "origins", "scale", "top_left",
+                               "original_size", "crop_size")}
+    for batch in loader:
+        with torch.no_grad():
+            output = refiner(batch["windows"].to(device), batch["patches"].to(device))
+        columns["paired_prob"].append(output.paired_logits.float().softmax(1)[:, 1].cpu())
+        columns["offsets"].append(output.offsets.float().cpu())
+        for key in list(columns)[2:]:
+            columns[key].append(batch[key])
+    records = {k: torch.cat(v).numpy() for k, v in columns.items()}
+    records["top_left_pred"] = np.array([
+        refined_corner(offsets, origins, scale, original_size, crop_size)
+        for offsets, origins, scale, original_size, crop_size in zip(
+            records["offsets"], records["origins"], records["scale"], records["original_size"], records["crop_size"],
+            strict=True)]).reshape(-1, 2)
+    return records
+
+
+def summarize_refine(records: dict, threshold: float = 0.5) -> dict:
+    """The refining stage's validation numbers, in `summarize`'s terms: paired accuracy per kind, and the
+    corner's error on true crops (its first-stage corner simulated, see `RefineTransform`)."""
+    predicted = records["paired_prob"] >= threshold
+    truth = records["paired"].astype(bool)
+    metrics = {"pairs": int(len(truth)), "paired_accuracy": float((predicted == truth).mean()),
+               "precision": int((predicted & truth).sum()) / max(1, int(predicted.sum())),
+               "recall": int((predicted & truth).sum()) / max(1, int(truth.sum())),
+               "accuracy_by_kind": {kind: float((predicted == truth)[records["kind"] == index].mean())
+                                    for index, kind in enumerate(PAIR_KINDS) if (records["kind"] == index).any()}}
+    if truth.any():
+        delta = records["top_left_pred"][truth] - records["top_left"][truth]
+        size = records["original_size"][truth].astype(np.float64)
+        pixels, fraction = np.hypot(delta[:, 0], delta[:, 1]), np.abs(delta / size).max(axis=1)
+        metrics.update({
+            "top_left_error_px": {"median": float(np.median(pixels)), "p90": float(np.percentile(pixels, 90))},
+            "top_left_error_fraction": {"median": float(np.median(fraction)),
+                                        "p90": float(np.percentile(fraction, 90))},
+        })
+    return metrics
+
+
 # ---------------------------------------------------------------- the evaluate command: methods side by side
 
 QUALITY_BANDS = (("q25-44", 25, 44), ("q45-69", 45, 69), ("q70-95", 70, 95), ("lossless", 101, 101))

@@ -81,6 +81,29 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
     view of a pair needs no more). A JPEG then decodes straight to a half, a quarter
     or an eighth of its size (libjpeg's DCT scaling), and Pillow resamples the rest.
     """
+    with decoded(path, max_pixels, grey, scale) as (image, displayed):
+        return as_array(image, grey, displayed)
+
+
+def load_grey_and_view(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """`load_image(path, grey=True)` and `load_image(path, scale=scale)`, the same arrays, from one decode
+    when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB 36 MB at the
+    peak). A JPEG is decoded twice: its Y channel alone and a DCT-scaled RGB cost less than one full decode."""
+    with open_image(path, max_pixels) as image:
+        jpeg = image.format == "JPEG"
+    if jpeg:
+        return load_image(path, max_pixels, grey=True), load_image(path, max_pixels, scale=scale)
+    with decoded(path, max_pixels) as (image, _):
+        width, height = image.size  # as displayed
+        view_size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
+        return as_array(image, True, None), as_array(image, False, view_size)
+
+
+@contextmanager
+def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey: bool = False, scale: float = 1.0):
+    """The Pillow image of `path`, decoded and turned as displayed, and the size (as displayed) `scale`
+    reduces it to (None at full size). A JPEG decodes only what `grey` and `scale` need."""
     with open_image(path, max_pixels) as image:
         width, height = image.size
         if min(width, height) < MIN_SIDE:
@@ -93,18 +116,22 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
         turned = orientation in QUARTER_TURNS
         if orientation != 1:  # exif_transpose copies even an image it leaves as it is (35 ms at 12 MP)
             image = ImageOps.exif_transpose(image)
-        displayed = (reduced[::-1] if turned else reduced) if reduced else None  # the reduced size as shown
-        if reduced and image.mode in ("RGB", "L"):
-            # Reduced as Pillow holds it, before any array is made: a 12-megapixel PNG (no DCT scaling)
-            # would otherwise be copied to a full-size array and back (130 MB more at the peak).
-            image = resize_to(image, displayed)
-        if grey and image.mode == "RGB":  # Pillow's own ITU-R 601 luma: no RGB array is ever made
-            image = image.convert("L")
-        # A grey array is read-only (np.asarray shares Pillow's bytes): nothing writes into it, and a
-        # copy of a 12-megapixel image would cost time and memory for nothing.
-        pixels = np.asarray(image) if grey and image.mode == "L" else to_rgb(image)
-    if reduced and pixels.shape[1::-1] != displayed:  # the other modes, once converted
-        pixels = np.asarray(resize_to(Image.fromarray(pixels), displayed))
+        yield image, (reduced[::-1] if turned else reduced) if reduced else None
+
+
+def as_array(image: Image.Image, grey: bool, size: tuple[int, int] | None) -> np.ndarray:
+    """A decoded image as `load_image` returns it: luma or RGB, resized to (width, height) `size` if given."""
+    if size and image.mode in ("RGB", "L"):
+        # Reduced as Pillow holds it, before any array is made: a 12-megapixel PNG (no DCT scaling)
+        # would otherwise be copied to a full-size array and back (130 MB more at the peak).
+        image = resize_to(image, size)
+    if grey and image.mode == "RGB":  # Pillow's own ITU-R 601 luma: no RGB array is ever made
+        image = image.convert("L")
+    # A grey array is read-only (np.asarray shares Pillow's bytes): nothing writes into it, and a
+    # copy of a 12-megapixel image would cost time and memory for nothing.
+    pixels = np.asarray(image) if grey and image.mode == "L" else to_rgb(image)
+    if size and pixels.shape[1::-1] != size:  # the other modes, once converted
+        pixels = np.asarray(resize_to(Image.fromarray(pixels), size))
     if grey and pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     return pixels
@@ -133,6 +160,12 @@ def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         if image.format == "PNG" and "exif" not in image.info:
             return width, height
         return (height, width) if exif_orientation(image) in QUARTER_TURNS else (width, height)
+
+
+def is_jpeg(path: str | os.PathLike) -> bool:
+    """The file starts as a JPEG does (its first marker), whatever its name."""
+    with open(path, "rb") as file:
+        return file.read(3) == b"\xff\xd8\xff"
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

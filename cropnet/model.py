@@ -247,6 +247,12 @@ class SiameseCropNet(nn.Module):
             "swapped": mlp(STATS, config.head_hidden, 1),  # how well one direction fits; compared both ways
             "top_left": SoftArgmax(),
         })
+        self.refiner = Refiner(config) if config.refine_zoom else None
+
+    def start_refiner(self) -> None:
+        """Start the refining stage from this stage's features: the same correlation, at a closer view."""
+        self.refiner.trunk.load_state_dict(self.trunk.state_dict())
+        self.refiner.project.load_state_dict(self.project.state_dict())
 
     def features(self, canvases: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(self.trunk(canvases)), dim=1)  # (n, 3, N, N) -> (n, D, N/8, N/8)
@@ -293,3 +299,81 @@ class SiameseCropNet(nn.Module):
                                                                         swapped_logits.softmax(1)[:, 1:].detach()))
         top_left = first_is_crop * corner_a_in_b + (1 - first_is_crop) * corner_b_in_a
         return CropNetOutput(paired_logits, swapped_logits, top_left.clamp(0, 1))
+
+
+class RefineOutput(NamedTuple):
+    paired_logits: torch.Tensor  # (B, 2): [not a crop, crop], judged from the closer view
+    offsets: torch.Tensor  # (B, 2 corners, 2): where each corner patch lies in its window, (x, y) view px
+
+
+REFINE_STATS = 6
+
+
+class Refiner(nn.Module):
+    """The refining stage: a closer look at the two corners the first stage proposes.
+
+    The first stage sees the pair at one small scale (a cell of its features is 8 of its
+    160 px), too coarse to pin a corner down or to see that a crop was resized. This stage
+    sees both of the crop's corners (top-left, and bottom-right turned half a turn) at a
+    larger scale: the crop's corner patch is correlated over a window of the original around
+    where that corner should be. A true crop fits in both windows, at one and the same place;
+    a resized crop's two corners disagree by its change of size, a region past the border
+    finds no image under one corner, a flipped or foreign crop fits neither well.
+
+    Input: windows (B, 2, 4, W, W) and patches (B, 2, 4, P, P) from `data.refine_views`
+    (RGB and a mask of where the image is).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.trunk = resnet_trunk(config.arch.removeprefix("siamese-"), layers=2)  # stride 8, as the first stage
+        self.project = nn.Sequential(nn.Conv2d(LAYER_WIDTHS[1], config.feature_dim, kernel_size=1, bias=False),
+                                     nn.BatchNorm2d(config.feature_dim))
+        self.log_scale = nn.Parameter(torch.tensor(20.0).log())  # soft-argmax sharpness, learnt
+        # Reads both corners' fit and how far their two places disagree.
+        self.paired = mlp(2 * REFINE_STATS + 3, config.head_hidden, 2)
+
+    def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8)."""
+        cells = (F.avg_pool2d(views[:, 3:4], STRIDE) >= 0.5).float()
+        return F.normalize(self.project(self.trunk(views[:, :3])), dim=1) * cells, cells
+
+    def forward(self, windows: torch.Tensor, patches: torch.Tensor) -> RefineOutput:
+        batch = windows.shape[0]
+        window_features, window_cells = self.features(windows.flatten(0, 1))  # (2B, D, w, w)
+        patch_features, patch_cells = self.features(patches.flatten(0, 1))  # (2B, D, p, p)
+        n, dim, size, _ = window_features.shape
+        side = patch_features.shape[-1]
+        cells = patch_cells.flatten(1).sum(1).clamp(min=1)  # (2B,)
+        # Each patch is correlated over its own window: one group per corner of each pair.
+        correlation = F.conv2d(window_features.reshape(1, n * dim, size, size), patch_features, groups=n)[0]
+        scores = correlation / cells[:, None, None]  # (2B, o, o): mean cosine of the patch's cells at each offset
+        cover = F.conv2d(window_cells.reshape(1, n, size, size), patch_cells, groups=n)[0] / cells[:, None, None]
+        reach = scores.shape[-1]
+        flat = scores.flatten(1)  # (2B, o*o)
+        weights = (flat * self.log_scale.exp()).softmax(1)
+        grid = torch.arange(reach, device=scores.device, dtype=scores.dtype)
+        offset_y = (weights.view(n, reach, reach).sum(2) * grid).sum(1)
+        offset_x = (weights.view(n, reach, reach).sum(1) * grid).sum(1)
+        offsets = torch.stack([offset_x, offset_y], 1) * STRIDE  # (2B, 2) view px
+
+        peak, best = flat.max(1)
+        best_y, best_x = torch.div(best, reach, rounding_mode="floor"), best % reach
+        # Every cell of a true crop's patch fits at its offset: the worst cell there says what the mean hides.
+        rows = best_y[:, None, None] + torch.arange(side, device=scores.device)[None, :, None]  # (2B, p, 1)
+        cols = best_x[:, None, None] + torch.arange(side, device=scores.device)[None, None, :]  # (2B, 1, p)
+        under = window_features[torch.arange(n, device=scores.device)[:, None, None], :, rows, cols]  # (2B, p, p, D)
+        per_cell = (under * patch_features.permute(0, 2, 3, 1)).sum(-1)  # (2B, p, p)
+        inside = patch_cells[:, 0] > 0
+        worst = per_cell.masked_fill(~inside, 2.0).flatten(1).min(1).values
+        soft_worst = -0.1 * torch.log((torch.exp(-per_cell / 0.1) * inside).flatten(1).sum(1) / cells)
+        cover_at_best = cover.flatten(1).gather(1, best[:, None])[:, 0]  # a region past the border: below 1
+        stats = torch.stack([peak, peak - flat.mean(1), worst, soft_worst, cover_at_best, torch.log(cells) / 4],
+                            1).view(batch, 2 * REFINE_STATS)
+        # A true crop's two corners sit at mirrored places about the windows' centres (see refine_views).
+        centre = (self.config.refine_window - self.config.refine_patch) / 2
+        pair_offsets = offsets.view(batch, 2, 2)
+        disagreement = (pair_offsets[:, 0] + pair_offsets[:, 1] - 2 * centre) / STRIDE  # (B, 2) cells
+        paired_logits = self.paired(torch.cat([stats, disagreement, disagreement.norm(dim=1, keepdim=True)], 1))
+        return RefineOutput(paired_logits, pair_offsets)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, image_size, load_image
+from .images import DEFAULT_MAX_PIXELS, image_size, is_jpeg, load_grey_and_view, load_image
 from .verify import PreparedCrop, VerifyConfig, match_pair
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,7 @@ class Predictor:
         proposal = self.propose(a, b)
         if self.method == "hybrid":
             return predict_classic(a, b, names, proposal=proposal)
-        return net_answer(proposal, names)
+        return net_answer(self.refine(proposal, a, b), names)
 
     def propose(self, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
         """The network's view of a pair: probabilities, the size rule, a corner at its input's resolution.
@@ -167,6 +167,39 @@ class Predictor:
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
         top_left = corner_in_pixels(output.top_left[0].cpu().numpy(), original, crop)
         return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob)
+
+    def refine(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
+        """The refining stage's closer look around the first stage's corner, when the network has one:
+        its decision and corner replace the first stage's (the order stays the first stage's).
+
+        `a` and `b` may be reduced copies (see `Predictor.load`); `sizes` then gives their true (width, height).
+        """
+        config = self.model.config
+        if not config.refine_zoom:
+            return proposal
+        import torch
+
+        from .data import refine_scale, refine_views, refined_corner
+
+        size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
+        (original, original_size), (crop, crop_size) = ((b, size_b), (a, size_a)) if proposal.swapped else \
+            ((a, size_a), (b, size_b))
+        if np.any(crop_size > original_size):  # the size rule has already said "not a crop"
+            return proposal
+        resolution = original.shape[1] / original_size[0]  # array px per image px
+        scale = refine_scale((size_a, size_b), config.input_size, config.refine_zoom) / resolution
+        corner = np.asarray(proposal.top_left) * resolution
+        windows, patches, origins = refine_views(original, crop, corner, scale, config.refine_patch,
+                                                 config.refine_window)
+        with torch.no_grad():
+            output = self.model.refiner(torch.from_numpy(windows)[None].to(self.device),
+                                        torch.from_numpy(patches)[None].to(self.device))
+        paired_prob = float(output.paired_logits.softmax(1)[0, 1])
+        refined = refined_corner(output.offsets[0].cpu().numpy(), origins, scale, original.shape[1::-1],
+                                 crop.shape[1::-1]) / resolution
+        top_left = np.clip(np.round(refined), 0, original_size - crop_size).astype(int)
+        return Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),
+                        paired_prob, proposal.swapped_prob)
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
         return self.answer(self.load(path_a, path_b, max_pixels))
@@ -199,17 +232,29 @@ class Predictor:
         names = (str(path_a), str(path_b))
         sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
         if self.method == "classic":
-            return LoadedPair(names, *load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder))
+            a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
+            return LoadedPair(names, a, b, prepared)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
+            if config.refine_zoom:  # the refining stage looks closer: decode at its scale; the first view comes from it
+                from .data import refine_scale
+
+                scale_a = scale_b = refine_scale(sizes, config.input_size, config.refine_zoom)
             view = load_image(path_a, max_pixels, scale=scale_a), load_image(path_b, max_pixels, scale=scale_b)
             return LoadedPair(names, view=view, sizes=sizes)
-        # hybrid: the network's view is decoded on one thread while the pair is decoded for verification
-        view_a = self.viewer.submit(load_image, path_a, max_pixels, scale=scale_a)
-        view_b = self.viewer.submit(load_image, path_b, max_pixels, scale=scale_b)
-        a, b, prepared = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-        return LoadedPair(names, a, b, prepared, (view_a.result(), view_b.result()), sizes)
+        # hybrid: a JPEG's network view is decoded (DCT-scaled, cheaply) on a thread of its own while the
+        # pair is decoded for verification; any other file's view is made from its one full decode.
+        scales = (scale_a, scale_b)
+        jpeg = [is_jpeg(path) for path in (path_a, path_b)]
+        pending = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if is_one else None
+                   for path, scale, is_one in zip((path_a, path_b), scales, jpeg, strict=True)]
+        a, b, prepared, made = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
+                                                view_scales=tuple(None if is_one else scale
+                                                                  for scale, is_one in zip(scales, jpeg, strict=True)))
+        view = tuple(made_view if future is None else future.result() for future, made_view in zip(pending, made,
+                                                                                                   strict=True))
+        return LoadedPair(names, a, b, prepared, view, sizes)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
@@ -217,7 +262,7 @@ class Predictor:
             return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared)
         proposal = self.propose(*pair.view, pair.sizes)
         if self.method == "net":
-            return net_answer(proposal, pair.names)
+            return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
         return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared)
 
 
@@ -274,8 +319,8 @@ def net_answer(proposal: Proposal, names) -> Prediction:
 
 
 def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: ThreadPoolExecutor,
-                     verify_config: VerifyConfig = VerifyConfig(),
-                     ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None]:
+                     verify_config: VerifyConfig = VerifyConfig(), view_scales: tuple = (None, None),
+                     ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None, tuple]:
     """Both images as grey arrays, and the search's preparation of the one that can be the crop.
 
     Decoding the original is most of a pair's time. The sizes (from the headers,
@@ -283,19 +328,32 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     so `decoder` decodes the original on a second core while this thread decodes
     the crop and prepares everything the search needs from it. Same-size pairs (an
     identity test) and pairs where neither fits are simply decoded side by side.
+
+    An image given a scale in `view_scales` (a's, b's) also gives its RGB view reduced by it,
+    from the same decode (`load_grey_and_view`). Returns a, b, the preparation, and the two
+    views (None where no scale was given).
     """
     (width_a, height_a), (width_b, height_b) = sizes
     a_fits = width_a <= width_b and height_a <= height_b
     b_fits = width_b <= width_a and height_b <= height_a
-    crop_path = path_a if a_fits and not b_fits else path_b if b_fits and not a_fits else None
-    original_path = path_b if crop_path is path_a else path_a
-    pending = decoder.submit(load_image, original_path, max_pixels, grey=True)
+    crop_index = 0 if a_fits and not b_fits else 1 if b_fits and not a_fits else None
+    here = 1 if crop_index is None else crop_index  # decoded on this thread: the crop, or b
+    paths = (path_a, path_b)
+
+    def read(index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if view_scales[index] is None:
+            return load_image(paths[index], max_pixels, grey=True), None
+        return load_grey_and_view(paths[index], max_pixels, view_scales[index])
+
+    pending = decoder.submit(read, 1 - here)
     try:
-        crop = load_image(path_b if crop_path is None else crop_path, max_pixels, grey=True)
-        prepared = None if crop_path is None else PreparedCrop(crop, verify_config)
+        crop, crop_view = read(here)
+        prepared = None if crop_index is None else PreparedCrop(crop, verify_config)
     finally:
-        original = pending.result()  # a second error is the original's, and it surfaces here
-    return (crop, original, prepared) if crop_path is path_a else (original, crop, prepared)
+        original, original_view = pending.result()  # a second error is the original's, and it surfaces here
+    if here == 0:
+        return crop, original, prepared, (crop_view, original_view)
+    return original, crop, prepared, (original_view, crop_view)
 
 
 def read_pairs(stream) -> list[dict]:

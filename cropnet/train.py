@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ModelConfig, SynthConfig, TrainConfig
-from .data import PairDataset, PairTransform, PhotoSet, describe_skipped, load_folder, split_names
+from .data import PairDataset, PairTransform, PhotoSet, RefineTransform, describe_skipped, load_folder, split_names
 from .errors import TrainingError
-from .evaluate import predict_loader, summarize
+from .evaluate import predict_loader, predict_refine_loader, summarize, summarize_refine
 from .images import DEFAULT_MAX_PIXELS
-from .model import CropNet, CropNetOutput, build_model
+from .model import STRIDE, CropNet, CropNetOutput, RefineOutput, build_model
 
 
 def compute_loss(output, batch: dict, top_left_weight: float) -> tuple[torch.Tensor, dict]:
@@ -38,11 +38,32 @@ def compute_loss(output, batch: dict, top_left_weight: float) -> tuple[torch.Ten
     return loss, parts
 
 
+def compute_refine_loss(output: RefineOutput, batch: dict) -> tuple[torch.Tensor, dict]:
+    """The refining stage's: paired cross-entropy on every pair; each corner's place (smooth L1,
+    in feature cells, so a cell off costs about as much as a doubtful decision) on true crops."""
+    loss_paired = F.cross_entropy(output.paired_logits, batch["paired"])
+    positive = batch["paired"].bool()
+    if positive.any():
+        loss_offsets = F.smooth_l1_loss(output.offsets[positive] / STRIDE, batch["offsets"][positive] / STRIDE)
+    else:
+        loss_offsets = output.offsets.sum() * 0.0
+    return loss_paired + loss_offsets, {"paired": loss_paired.item(), "offsets": loss_offsets.item()}
+
+
+def forward_and_loss(model, batch: dict, stage: str, top_left_weight: float) -> tuple[torch.Tensor, dict]:
+    """`model` is the whole network for stage "match", its refiner for "refine" (either maybe DDP-wrapped)."""
+    if stage == "refine":
+        output = model(batch["windows"], batch["patches"])
+        return compute_refine_loss(RefineOutput(*(t.float() for t in output)), batch)
+    output = model(batch["image"])
+    return compute_loss(CropNetOutput(*(t.float() for t in output)), batch, top_left_weight)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight: float, header: str,
-                    scaler=None, show_progress: bool = True) -> dict:
+                    scaler=None, show_progress: bool = True, stage: str = "match") -> dict:
     """One pass over `loader`. With a `scaler` (torch.amp.GradScaler), forward passes run in mixed precision."""
     model.train()
-    totals = {"loss": 0.0, "paired": 0.0, "swapped": 0.0, "top_left": 0.0}
+    totals = {}
     steps = 0
     amp = scaler is not None
     progress = tqdm(loader, desc=header, leave=False, dynamic_ncols=True, disable=not show_progress)
@@ -51,8 +72,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight
         # float16 on a GPU, bfloat16 on a CPU; the loss itself is computed in float32.
         with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
                             enabled=amp):
-            output = model(batch["image"])
-        loss, parts = compute_loss(CropNetOutput(*(t.float() for t in output)), batch, top_left_weight)
+            loss, parts = forward_and_loss(model, batch, stage, top_left_weight)
         optimizer.zero_grad(set_to_none=True)
         if amp:
             scaler.scale(loss).backward()  # a no-op scale when the scaler is disabled (CPU, bfloat16)
@@ -63,9 +83,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight
             optimizer.step()
         scheduler.step()
         steps += 1
-        totals["loss"] += loss.item()
-        for key, value in parts.items():
-            totals[key] += value
+        for key, value in {"loss": loss.item(), **parts}.items():
+            totals[key] = totals.get(key, 0.0) + value
         progress.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
     return {key: value / max(1, steps) for key, value in totals.items()}
 
@@ -170,7 +189,11 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     initial = None  # the checkpoint a fine-tune starts from
     if init is not None:
         initial = load_checkpoint(init, map_location="cpu")
-        model_config = configs_from_checkpoint(initial)[0]  # the weights fix the architecture
+        stored = configs_from_checkpoint(initial)[0]  # the weights fix the architecture...
+        if train_config.stage == "refine" and not stored.refine_zoom:  # ... but a refining stage may be added
+            stored = replace(stored, refine_zoom=model_config.refine_zoom or 4.0,
+                             refine_patch=model_config.refine_patch, refine_window=model_config.refine_window)
+        model_config = stored
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")
         if "optimizer" not in state:
@@ -185,8 +208,17 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     for line in describe_skipped(train_photos.skipped):
         echo(f"  {line}")
 
-    transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit,
-                              masks=model_config.siamese)
+    refine = train_config.stage == "refine"
+    if refine and not model_config.refine_zoom:
+        raise TrainingError("--stage refine needs a siamese model with a refining stage (--refine-zoom), "
+                            "or --init from a siamese checkpoint")
+    if refine:
+        transform = RefineTransform(input_size=model_config.input_size, zoom=model_config.refine_zoom,
+                                    patch=model_config.refine_patch, window=model_config.refine_window,
+                                    jitter=train_config.refine_jitter)
+    else:
+        transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit,
+                                  masks=model_config.siamese)
     train_set = PairDataset(train_photos.photos, train_config.pairs_per_epoch, train_config.seed,
                             synth_config, transform, augment=True)
     # Validation pairs come from other photos and a different seed, fixed across epochs.
@@ -202,7 +234,7 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     if state is not None:
         model = model_from_checkpoint(state, resume)
     elif initial is not None:
-        model = model_from_checkpoint(initial, init)
+        model = model_from_checkpoint(initial, init, model_config)
     else:
         model = build_model(model_config)
     if pretrained is not None:
@@ -214,13 +246,16 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         except Exception as error:  # a missing, damaged or foreign file: all one answer for the user
             raise TrainingError(f"{pretrained}: not usable torchvision ResNet weights ({error})") from None
     model.to(device)
-    trained = model  # what the optimizer steps through; `model` itself is what is validated and saved
+    # What the optimizer steps through: the whole network, or only its refining stage (the first
+    # stage stays as it is, and unused). `model` itself is what is validated and saved.
+    trained = model.refiner if refine else model
     if place.world_size > 1:
         if train_config.freeze_epochs:
             raise TrainingError("--freeze-epochs cannot be used with torchrun (DDP needs a fixed set of parameters)")
-        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+        trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device] if device.type == "cuda"
                                                             else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    optimizer = torch.optim.AdamW((model.refiner if refine else model).parameters(), lr=train_config.lr,
+                                  weight_decay=train_config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda") if train_config.amp else None
     scheduler = make_scheduler(optimizer, train_config, len(train_loader))
     start_epoch, best = 0, None
@@ -235,16 +270,20 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     best_metrics = None
     for epoch in range(start_epoch, train_config.epochs):
         started = time.time()
-        freeze_trunk(model, epoch < train_config.freeze_epochs)
+        if not refine:
+            freeze_trunk(model, epoch < train_config.freeze_epochs)
         train_set.set_epoch(epoch)
         train_set.config = mix_for_epoch(synth_config, train_config, epoch)
         losses = train_one_epoch(trained, train_loader, optimizer, scheduler, device, train_config.top_left_weight,
                                  header=f"epoch {epoch + 1}/{train_config.epochs}", scaler=scaler,
-                                 show_progress=place.main)
+                                 show_progress=place.main, stage=train_config.stage)
         if not place.main:
             torch.distributed.barrier()  # wait while rank 0 validates and writes
             continue
-        metrics = summarize(predict_loader(model, val_loader, device))
+        if refine:
+            metrics = summarize_refine(predict_refine_loader(model.refiner, val_loader, device))
+        else:
+            metrics = summarize(predict_loader(model, val_loader, device))
         improved = best is None or metrics["paired_accuracy"] > best
         if improved:
             best, best_metrics = metrics["paired_accuracy"], metrics
@@ -260,7 +299,8 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         save_checkpoint(out_dir / "last.pt", model, optimizer=optimizer, scheduler=scheduler, **common)
         echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, "
              f"val paired accuracy {metrics['paired_accuracy']:.3f}, "
-             f"swapped {metrics.get('swapped_accuracy', float('nan')):.3f}"
+             + (f"corner median {metrics['top_left_error_fraction']['median']:.4f} of the side" if refine
+                else f"swapped {metrics.get('swapped_accuracy', float('nan')):.3f}")
              + (" (best)" if improved else ""))
         if place.world_size > 1:
             torch.distributed.barrier()

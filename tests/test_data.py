@@ -7,12 +7,17 @@ from cropnet.config import PAIR_KINDS, SynthConfig
 from cropnet.data import (
     PairDataset,
     PairTransform,
+    RefineTransform,
     describe_skipped,
     fit_pair,
     is_flat,
     load_folder,
+    refine_targets,
+    refine_views,
+    refined_corner,
     split_names,
     synthesize_pair,
+    zoomed_view,
 )
 from cropnet.errors import FolderError
 
@@ -186,3 +191,61 @@ def test_folder_without_usable_images_is_an_error(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"nope")
     with pytest.raises(FolderError, match="none of the 1 image files"):
         load_folder(tmp_path, max_side=None)
+
+
+def test_source_is_where_a_negatives_content_comes_from():
+    """The spot a matcher is drawn to: the mirrored region of a flip, the overlapping region of a border pair."""
+    photo = textured_photo(5, 200, 160)
+    flip = synthesize_pair(photo, textured_photo(6), np.random.default_rng(1), only("flip", png_probability=1.0))
+    (x, y), (h, w) = flip.source, flip.crop.shape[:2]
+    assert np.array_equal(flip.crop[:, ::-1], photo[y:y + h, x:x + w])
+    border = synthesize_pair(photo, textured_photo(6), np.random.default_rng(3), only("border", png_probability=1.0))
+    ox, oy = crop_positions(photo, border.original)[0]
+    assert (ox + border.source[0], oy + border.source[1]) == crop_positions(photo, border.crop)[0]
+    assert flip.top_left is None and border.top_left is None
+
+
+def test_zoomed_view_keeps_pixels_and_marks_what_runs_past_the_border():
+    image = textured_photo(7, 100, 80)
+    view = zoomed_view(image, -10, 70, 32, 1.0)  # 10 px left of the image, runs 22 px below it
+    assert view[3].sum() == 22 * 10
+    assert np.all(view[3, :10, 10:] == 1) and np.all(view[3, 10:] == 0) and np.all(view[3, :, :10] == 0)
+    assert np.all(view[:3, 10:] == 0)  # outside: the mean colour after normalization
+    expected = fit_pair(image[70:80, 0:22], image[70:80, 0:22], 22)[:3, :10]  # the same normalization
+    assert np.allclose(view[:3, :10, 10:], expected, atol=1e-6)
+    halved = zoomed_view(image, 0, 0, 20, 0.5)  # 40 px of the image in 20
+    assert halved[3].all() and halved.shape == (4, 20, 20)
+    assert not zoomed_view(image, 200, 0, 16, 1.0).any()  # wholly outside: nothing, and no error
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_refine_views_put_both_corners_where_the_targets_say(scale):
+    """At the targets, each corner patch is the window's pixels (exactly at scale 1), and the corner
+    read back from the targets is the truth, whatever the first stage's error."""
+    photo = textured_photo(8, 400, 300)
+    x, y, w, h = 123, 57, 150, 90
+    crop = photo[y:y + h, x:x + w]
+    windows, patches, origins = refine_views(photo, crop, (140, 40), scale, 32, 96)
+    assert windows.shape == (2, 4, 96, 96) and patches.shape == (2, 4, 32, 32)
+    targets = refine_targets((x, y), origins, scale, (400, 300), (w, h))
+    assert np.all((targets >= 0) & (targets <= 96 - 32))
+    if scale == 1.0:
+        for corner in range(2):
+            tx, ty = targets[corner].astype(int)
+            assert np.array_equal(windows[corner, :, ty:ty + 32, tx:tx + 32], patches[corner])
+        assert np.array_equal(patches[1, :3], fit_pair(crop[::-1, ::-1][:32, :32], crop[:32, :32], 32)[:3])
+    assert np.allclose(refined_corner(targets, origins, scale, (400, 300), (w, h)), (x, y))
+
+
+def test_refine_transform_keeps_a_true_crop_inside_the_window():
+    photos = [textured_photo(i, 200, 160) for i in range(3)]
+    transform = RefineTransform(input_size=64, zoom=4.0, patch=32, window=96, jitter=0.2)
+    dataset = PairDataset(photos, 24, seed=0, config=SynthConfig(), transform=transform)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if item["paired"]:
+            assert np.all((item["offsets"] >= 0) & (item["offsets"] <= 96 - 32)), item["offsets"]
+            assert np.allclose(refined_corner(item["offsets"], item["origins"], item["scale"], item["original_size"],
+                                              item["crop_size"]), item["top_left"], atol=1e-3)
+    assert item["windows"].shape == (2, 4, 96, 96)
+    assert np.array_equal(dataset[3]["windows"], dataset[3]["windows"])  # a pure function of the index

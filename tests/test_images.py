@@ -4,7 +4,7 @@ from conftest import textured_photo
 from PIL import Image
 
 from cropnet.errors import ImageError
-from cropnet.images import MIN_SIDE, find_images, load_image, shrink
+from cropnet.images import MIN_SIDE, find_images, is_jpeg, load_grey_and_view, load_image, shrink
 
 
 def test_jpeg_and_png_load_as_rgb(tmp_path):
@@ -105,3 +105,18 @@ def test_image_size_reads_headers_with_exif_orientation(tmp_path):
         assert image_size(tmp_path / f"turned.{suffix}") == (200, 300)
         assert image_size(tmp_path / f"plain.{suffix}") == (300, 200)
         assert load_image(tmp_path / f"turned.{suffix}").shape[:2] == (300, 200)  # (H, W) as displayed
+
+
+@pytest.mark.parametrize("name, mode, orientation", [("p.png", "RGB", 1), ("p.png", "RGBA", 1), ("p.png", "L", 6),
+                                                     ("p.webp", "RGB", 8), ("p.jpg", "RGB", 6)])
+def test_grey_and_view_from_one_decode_are_what_two_loads_give(tmp_path, name, mode, orientation):
+    """hybrid's single decode of a non-JPEG file: the same luma and the same reduced RGB, pixel for pixel."""
+    photo = Image.fromarray(textured_photo(3, 200, 150)).convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo.save(tmp_path / name, exif=exif, **({"lossless": True} if name.endswith("webp") else {}))
+    grey, view = load_grey_and_view(tmp_path / name, scale=0.3)
+    assert np.array_equal(grey, load_image(tmp_path / name, grey=True))
+    assert np.array_equal(view, load_image(tmp_path / name, scale=0.3))
+    assert view.shape[:2] == ((60, 45) if orientation in (6, 8) else (45, 60))
+    assert is_jpeg(tmp_path / name) == name.endswith("jpg")

@@ -175,3 +175,47 @@ def test_siamese_arch_needs_the_common_scale():
         ModelConfig(arch="siamese-resnet18", fit="stretch")
     with pytest.raises(ValueError, match="arch"):
         ModelConfig(arch="vgg16")
+
+
+def refine_config(**overrides) -> ModelConfig:
+    values = {"arch": "siamese-resnet18", "input_size": 64, "head_hidden": 16, "feature_dim": 16, "refine_zoom": 4.0,
+              "refine_patch": 32, "refine_window": 96}
+    return ModelConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_refiner_has_the_contract_shapes_and_starts_from_the_first_stage(batch):
+    model = build_model(refine_config()).eval()
+    model.start_refiner()
+    assert torch.equal(model.refiner.trunk[0].weight, model.trunk[0].weight)
+    with torch.no_grad():
+        output = model.refiner(torch.randn(batch, 2, 4, 96, 96), torch.randn(batch, 2, 4, 32, 32))
+    assert output.paired_logits.shape == (batch, 2) and output.offsets.shape == (batch, 2, 2)
+    assert torch.all((output.offsets >= 0) & (output.offsets <= 96 - 32))  # an expected place inside the window
+
+
+def test_refiner_finds_a_patch_of_known_features_at_its_place_in_the_window():
+    """Window features are random unit vectors; each corner's patch is a 4 x 4-cell block of them at a
+    known place. With the soft-argmax made sharp, each corner's offset is that place, in view px."""
+    torch.manual_seed(0)
+    model = build_model(refine_config()).eval()
+    model.refiner.log_scale.data.fill_(torch.tensor(1000.0).log())
+    window = F.normalize(torch.randn(2, 16, 12, 12), dim=1)  # (2 corners, D, 96 / 8, 96 / 8)
+    places = [(5, 2), (3, 6)]  # (x, y) in cells
+    patch = torch.stack([window[k, :, y:y + 4, x:x + 4] for k, (x, y) in enumerate(places)])
+
+    def known_features(views):
+        features = window if views.shape[-1] == 96 else patch
+        return features, torch.ones_like(features[:, :1])
+
+    model.refiner.features = known_features
+    with torch.no_grad():
+        output = model.refiner(torch.zeros(1, 2, 4, 96, 96), torch.zeros(1, 2, 4, 32, 32))
+    assert torch.allclose(output.offsets[0], torch.tensor([[40.0, 16.0], [24.0, 48.0]]), atol=1e-3), output.offsets
+
+
+def test_refining_stage_needs_a_siamese_network_and_room_to_search():
+    with pytest.raises(ValueError, match="siamese"):
+        ModelConfig(refine_zoom=4.0)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        refine_config(refine_window=40)

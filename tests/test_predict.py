@@ -74,8 +74,11 @@ def test_network_scales_keep_the_input_size():
     assert network_scales(((4000, 3000), (1500, 1000)), 128, "stretch") == (128 / 3000, 128 / 1000)
 
 
-def test_net_and_hybrid_read_reduced_views_and_answer_as_from_arrays(pair_files, tiny_checkpoint):
-    original, crop = pair_files / "original.jpg", pair_files / "crop.jpg"
+@pytest.mark.parametrize("original_name", ["original.jpg", "original.png"])
+def test_net_and_hybrid_read_reduced_views_and_answer_as_from_arrays(pair_files, tiny_checkpoint, original_name):
+    """A JPEG's view is decoded reduced; a PNG's, in hybrid, is made from its one full decode."""
+    Image.open(pair_files / "original.jpg").save(pair_files / "original.png")
+    original, crop = pair_files / original_name, pair_files / "crop.jpg"
     for method in ("net", "hybrid"):
         predictor = Predictor(method, tiny_checkpoint)
         from_files = predictor.predict_files(original, crop)

@@ -208,6 +208,44 @@ def test_siamese_model_trains_and_round_trips(tmp_path, photo_folder):
     assert output.top_left.shape == (2, 2)
 
 
+def test_refining_stage_is_added_to_a_siamese_checkpoint_and_trained_alone(tmp_path, photo_folder):
+    """--stage refine with --init: the first stage's weights stay as they were, the new stage starts from
+    its features and is saved in the same checkpoint, and `predict --method net` answers through it."""
+    from cropnet.predict import Predictor
+
+    first_config = ModelConfig(arch="siamese-resnet18", input_size=64, head_hidden=16, feature_dim=16)
+    short = {"epochs": 1, "pairs_per_epoch": 16, "val_pairs": 8, "batch_size": 8, "workers": 0}
+    train(photo_folder, tmp_path / "first", model_config=first_config, synth_config=SynthConfig(),
+          train_config=TrainConfig(**short), device=torch.device("cpu"), echo=lambda _: None)
+    train(photo_folder, tmp_path / "refine", model_config=ModelConfig(refine_patch=32, refine_window=96),
+          synth_config=SynthConfig(), train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"),
+          init=tmp_path / "first" / "last.pt", echo=lambda _: None)
+    first = model_from_checkpoint(load_checkpoint(tmp_path / "first" / "last.pt"))
+    refined_checkpoint = load_checkpoint(tmp_path / "refine" / "last.pt")
+    assert refined_checkpoint["model_config"]["refine_zoom"] == 4.0
+    assert refined_checkpoint["model_config"]["refine_window"] == 96
+    refined = model_from_checkpoint(refined_checkpoint)
+    for name, value in first.state_dict().items():
+        assert torch.equal(refined.state_dict()[name], value), name
+    assert not torch.equal(refined.refiner.trunk[0].weight, first.trunk[0].weight)  # trained from there...
+    train(photo_folder, tmp_path / "still", model_config=ModelConfig(refine_patch=32, refine_window=96),
+          synth_config=SynthConfig(), train_config=TrainConfig(**short, stage="refine", lr=0.0),
+          device=torch.device("cpu"), init=tmp_path / "first" / "last.pt", echo=lambda _: None)
+    started = model_from_checkpoint(load_checkpoint(tmp_path / "still" / "last.pt"))
+    assert torch.equal(started.refiner.trunk[0].weight, first.trunk[0].weight)  # ... started from the first stage
+    log = [json.loads(line) for line in (tmp_path / "refine" / "log.jsonl").read_text().splitlines()]
+    assert set(log[0]["train"]) == {"loss", "paired", "offsets"} and "top_left_error_fraction" in log[0]["val"]
+
+    predictor = Predictor("net", tmp_path / "refine" / "last.pt", threshold=0.0)  # always "paired": see the corner
+    photo = textured_photo(4, 300, 200)
+    answer = predictor.predict_arrays(photo, photo[50:150, 100:220])
+    assert answer.paired and answer.swapped is False
+    assert 0 <= answer.top_left[0] <= 300 - 120 and 0 <= answer.top_left[1] <= 200 - 100
+    with pytest.raises(TrainingError, match="refining stage"):
+        train(photo_folder, tmp_path / "none", model_config=ModelConfig(), synth_config=SynthConfig(),
+              train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"), echo=lambda _: None)
+
+
 def test_torchrun_trains_with_two_processes(tmp_path):
     """2 CPU processes under torchrun (gloo): one log and one set of checkpoints, every epoch's pairs seen once."""
     folder = tmp_path / "photos"
