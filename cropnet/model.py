@@ -284,7 +284,9 @@ class SiameseCropNet(nn.Module):
         return a_in_b, b_in_a, sizes
 
     def forward(self, images: torch.Tensor) -> CropNetOutput:
-        a_in_b, b_in_a, sizes = self.match_both(images)  # (B, 8, N, N) -> two directions
+        return self.answer(*self.match_both(images))  # (B, 8, N, N) -> two directions -> the heads
+
+    def answer(self, a_in_b: Matches, b_in_a: Matches, sizes: torch.Tensor) -> CropNetOutput:
         swapped_logits = torch.cat([self.heads["swapped"](b_in_a.stats), self.heads["swapped"](a_in_b.stats)], 1)
         a_first = (a_in_b.stats[:, :1] >= b_in_a.stats[:, :1])  # order-free: the better-fitting direction first
         best = torch.where(a_first, a_in_b.stats, b_in_a.stats)
@@ -299,6 +301,19 @@ class SiameseCropNet(nn.Module):
                                                                         swapped_logits.softmax(1)[:, 1:].detach()))
         top_left = first_is_crop * corner_a_in_b + (1 - first_is_crop) * corner_b_in_a
         return CropNetOutput(paired_logits, swapped_logits, top_left.clamp(0, 1))
+
+
+def peak_corners(matches: Matches, original_sizes: torch.Tensor, count: int) -> torch.Tensor:
+    """(B, count, 2): the offsets of the `count` highest local maxima of a direction's correlation map,
+    as fractions of the original's (w, h) `original_sizes` (B, 2); the best first. The soft-argmax
+    corner lies between two peaks when a crop fits two places about equally; these are where a
+    closer look (the refining stage) can still find it."""
+    side = int(round(matches.scores.shape[1] ** 0.5))
+    scores = matches.scores.masked_fill(~matches.allowed, -2.0).view(-1, 1, side, side)
+    local_maxima = scores == F.max_pool2d(scores, 3, stride=1, padding=1)
+    ranked = scores.masked_fill(~local_maxima, -3.0).flatten(1)  # (B, h*w): only peaks compete
+    best = ranked.topk(min(count, ranked.shape[1]), dim=1).indices
+    return matches.offsets[best] * STRIDE / original_sizes[:, None].clamp(min=1)  # (B, count, 2)
 
 
 class RefineOutput(NamedTuple):

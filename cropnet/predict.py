@@ -81,8 +81,11 @@ class Proposal(NamedTuple):
     top_left: tuple[int, int]  # in the original's pixels, for the order `swapped` gives
     paired_prob: float
     swapped_prob: float
+    # More corners worth a closer look (the refining stage): the correlation map's highest peaks, in px.
+    candidates: tuple = ()
 
 
+REFINE_PEAKS = 3  # peaks of the first stage's correlation map refined besides its soft-argmax corner
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
@@ -154,11 +157,16 @@ class Predictor:
         import torch
 
         from .data import fit_pair
+        from .model import peak_corners
 
         config = self.model.config  # the input the network was trained on
-        image = fit_pair(a, b, config.input_size, config.fit, masks=config.siamese)
+        image = torch.from_numpy(fit_pair(a, b, config.input_size, config.fit, masks=config.siamese))[None]
         with torch.no_grad():
-            output = self.model(torch.from_numpy(image)[None].to(self.device))
+            if config.refine_zoom:
+                a_in_b, b_in_a, canvas_sizes = self.model.match_both(image.to(self.device))
+                output = self.model.answer(a_in_b, b_in_a, canvas_sizes)
+            else:
+                output = self.model(image.to(self.device))
         paired_prob = float(output.paired_logits.softmax(1)[0, 1])
         swapped_prob = float(output.swapped_logits.softmax(1)[0, 1])
         size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
@@ -166,7 +174,12 @@ class Predictor:
                                           size_a, size_b)
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
         top_left = corner_in_pixels(output.top_left[0].cpu().numpy(), original, crop)
-        return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob)
+        candidates = ()
+        if config.refine_zoom:
+            matches, original_index = (a_in_b, 1) if swapped else (b_in_a, 0)
+            peaks = peak_corners(matches, canvas_sizes[:, original_index], REFINE_PEAKS)[0].cpu().numpy()
+            candidates = tuple(corner_in_pixels(peak, original, crop) for peak in peaks)
+        return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob, candidates)
 
     def refine(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
         """The refining stage's closer look around the first stage's corner, when the network has one:
@@ -188,14 +201,16 @@ class Predictor:
             return proposal
         resolution = original.shape[1] / original_size[0]  # array px per image px
         scale = refine_scale((size_a, size_b), config.input_size, config.refine_zoom) / resolution
-        corner = np.asarray(proposal.top_left) * resolution
-        windows, patches, origins = refine_views(original, crop, corner, scale, config.refine_patch,
-                                                 config.refine_window)
+        corners = list(dict.fromkeys([proposal.top_left, *proposal.candidates]))  # distinct, soft-argmax first
+        views = [refine_views(original, crop, np.asarray(corner) * resolution, scale, config.refine_patch,
+                              config.refine_window) for corner in corners]
         with torch.no_grad():
-            output = self.model.refiner(torch.from_numpy(windows)[None].to(self.device),
-                                        torch.from_numpy(patches)[None].to(self.device))
-        paired_prob = float(output.paired_logits.softmax(1)[0, 1])
-        refined = refined_corner(output.offsets[0].cpu().numpy(), origins, scale, original.shape[1::-1],
+            output = self.model.refiner(torch.from_numpy(np.stack([v[0] for v in views])).to(self.device),
+                                        torch.from_numpy(np.stack([v[1] for v in views])).to(self.device))
+        probabilities = output.paired_logits.softmax(1)[:, 1].cpu().numpy()
+        best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely
+        paired_prob = float(probabilities[best])
+        refined = refined_corner(output.offsets[best].cpu().numpy(), views[best][2], scale, original.shape[1::-1],
                                  crop.shape[1::-1]) / resolution
         top_left = np.clip(np.round(refined), 0, original_size - crop_size).astype(int)
         return Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),

@@ -34,8 +34,9 @@ def plot_run(records: list[dict], title: str):
     figure.suptitle(title)
 
     losses = axes[0, 0]
-    for key in ("loss", "paired", "swapped", "top_left"):
-        losses.plot(epochs, [r["train"][key] for r in records], marker=".", label=key)
+    for key in ("loss", "paired", "swapped", "top_left", "offsets"):  # "offsets": a refining stage's run
+        if key in records[0]["train"]:
+            losses.plot(epochs, [r["train"][key] for r in records], marker=".", label=key)
     losses.set(title="training loss (per epoch, mean)", xlabel="epoch", yscale="log")
     losses.legend()
 

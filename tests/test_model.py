@@ -8,7 +8,17 @@ import torchvision
 from conftest import REPO
 
 from cropnet.config import ModelConfig
-from cropnet.model import STRIDE, CropNet, CropNetOutput, build_model, match, resnet_trunk, shift_index
+from cropnet.model import (
+    STRIDE,
+    CropNet,
+    CropNetOutput,
+    Matches,
+    build_model,
+    match,
+    peak_corners,
+    resnet_trunk,
+    shift_index,
+)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -219,3 +229,21 @@ def test_refining_stage_needs_a_siamese_network_and_room_to_search():
         ModelConfig(refine_zoom=4.0)
     with pytest.raises(ValueError, match="multiple of 16"):
         refine_config(refine_window=40)
+
+
+def test_peak_corners_are_the_highest_local_maxima_best_first():
+    """Two separate peaks and a shoulder beside the best: the shoulder is not a peak of its own."""
+    side = 6
+    scores = torch.zeros(1, side * side)
+    scores[0, 2 * side + 4] = 0.9  # (dx, dy) = (4, 2)
+    scores[0, 2 * side + 3] = 0.8  # its shoulder
+    scores[0, 5 * side + 1] = 0.7  # (1, 5)
+    scores[0, 0] = 0.95  # the best, but not allowed
+    allowed = torch.ones(1, side * side, dtype=torch.bool)
+    allowed[0, 0] = False
+    cell = torch.arange(side * side)
+    offsets = torch.stack([cell % side, cell // side], 1).float()
+    matches = Matches(scores, allowed, offsets, torch.zeros(1, 7))
+    corners = peak_corners(matches, torch.tensor([[80.0, 40.0]]), 2)
+    expected = torch.tensor([[4 * STRIDE / 80, 2 * STRIDE / 40], [1 * STRIDE / 80, 5 * STRIDE / 40]])
+    assert torch.allclose(corners[0], expected)
