@@ -350,8 +350,13 @@ class Refiner(nn.Module):
         self.paired = mlp(2 * REFINE_STATS + 3, config.head_hidden, 2)
 
     def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8)."""
+        """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8).
+
+        A cell is the image's when at least half of it is. The top-left cell always is (views start at the
+        corner of a patch): a crop smaller than half a cell at this scale still has one to compare.
+        """
         cells = (F.avg_pool2d(views[:, 3:4], STRIDE) >= 0.5).float()
+        cells[:, :, 0, 0] = torch.maximum(cells[:, :, 0, 0], (views[:, 3, 0, 0] > 0).float()[:, None])
         return F.normalize(self.project(self.trunk(views[:, :3])), dim=1) * cells, cells
 
     def forward(self, windows: torch.Tensor, patches: torch.Tensor) -> RefineOutput:

@@ -204,6 +204,19 @@ def test_refiner_has_the_contract_shapes_and_starts_from_the_first_stage(batch):
     assert torch.all((output.offsets >= 0) & (output.offsets <= 96 - 32))  # an expected place inside the window
 
 
+def test_refiner_answers_a_crop_smaller_than_a_feature_cell():
+    """A 3 x 2 px crop at the closer view: its one (top-left) cell is still compared, and nothing is NaN."""
+    model = build_model(refine_config()).eval()
+    patches = torch.zeros(1, 2, 4, 32, 32)
+    patches[:, :, :, :2, :3] = torch.randn(1, 2, 4, 2, 3)
+    patches[:, :, 3, :2, :3] = 1.0
+    windows = torch.randn(1, 2, 4, 96, 96)
+    windows[:, :, 3] = 1.0
+    with torch.no_grad():
+        output = model.refiner(windows, patches)
+    assert torch.isfinite(output.paired_logits).all() and torch.isfinite(output.offsets).all()
+
+
 def test_refiner_finds_a_patch_of_known_features_at_its_place_in_the_window():
     """Window features are random unit vectors; each corner's patch is a 4 x 4-cell block of them at a
     known place. With the soft-argmax made sharp, each corner's offset is that place, in view px."""
