@@ -54,7 +54,10 @@ def plot_run(records: list[dict], title: str):
     swapped = axes[1, 0]
     swapped.plot(epochs, [r["val"].get("swapped_accuracy", float("nan")) for r in records], marker=".")
     swapped.axhline(0.995, color="black", ls="--", lw=0.8)
-    swapped.set(title="validation: swapped accuracy, true pairs (dashed: bar)", xlabel="epoch", ylim=(0, 1.02))
+    title = "validation: swapped accuracy, true pairs (dashed: bar)"
+    if "swapped_accuracy" not in records[0]["val"]:  # a refining stage's run: the first stage orders the pair
+        title = "swapped: not this stage's (the first stage orders the pair)"
+    swapped.set(title=title, xlabel="epoch", ylim=(0, 1.02))
 
     corner = axes[1, 1]
     for key, bar in (("median", 0.01), ("p90", 0.03)):
