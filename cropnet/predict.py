@@ -260,15 +260,14 @@ class Predictor:
             return LoadedPair(names, view=view, sizes=sizes)
         # hybrid: a JPEG's network view is decoded (DCT-scaled, cheaply) on a thread of its own while the
         # pair is decoded for verification; any other file's view is made from its one full decode.
-        scales = (scale_a, scale_b)
-        jpeg = [is_jpeg(path) for path in (path_a, path_b)]
-        pending = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if is_one else None
-                   for path, scale, is_one in zip((path_a, path_b), scales, jpeg, strict=True)]
+        paths, scales = (path_a, path_b), (scale_a, scale_b)
+        separate = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if is_jpeg(path) else None
+                    for path, scale in zip(paths, scales, strict=True)]
+        from_decode = tuple(scale if future is None else None for scale, future in zip(scales, separate, strict=True))
         a, b, prepared, made = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
-                                                view_scales=tuple(None if is_one else scale
-                                                                  for scale, is_one in zip(scales, jpeg, strict=True)))
-        view = tuple(made_view if future is None else future.result() for future, made_view in zip(pending, made,
-                                                                                                   strict=True))
+                                                view_scales=from_decode)
+        view = tuple(made_view if future is None else future.result()
+                     for future, made_view in zip(separate, made, strict=True))
         return LoadedPair(names, a, b, prepared, view, sizes)
 
     def answer(self, pair: LoadedPair) -> Prediction:
