@@ -202,16 +202,16 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         stored.epochs = max(stored.epochs, train_config.epochs)
         train_config = stored
 
+    refine = train_config.stage == "refine"
+    if refine and not model_config.refine_zoom:  # said before any photo is decoded
+        raise TrainingError("--stage refine needs a siamese model with a refining stage (--refine-zoom), "
+                            "or --init from a siamese checkpoint")
     train_photos, val_photos = prepare_photos(images_dir, synth_config, max_pixels)
     echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation"
          + (f", {len(train_photos.skipped)} skipped" if train_photos.skipped else ""))
     for line in describe_skipped(train_photos.skipped):
         echo(f"  {line}")
 
-    refine = train_config.stage == "refine"
-    if refine and not model_config.refine_zoom:
-        raise TrainingError("--stage refine needs a siamese model with a refining stage (--refine-zoom), "
-                            "or --init from a siamese checkpoint")
     if refine:
         transform = RefineTransform(input_size=model_config.input_size, zoom=model_config.refine_zoom,
                                     patch=model_config.refine_patch, window=model_config.refine_window,
