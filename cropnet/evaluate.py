@@ -92,14 +92,14 @@ def predict_refine_loader(refiner, loader, device) -> dict:
     from .data import refined_corner
 
     refiner.eval()
-    columns = {k: [] for k in ("paired_prob", "offsets", "paired", "kind", "origins", "scale", "top_left",
-                               "original_size", "crop_size")}
+    targets = ("paired", "kind", "origins", "scale", "top_left", "original_size", "crop_size")
+    columns = {k: [] for k in ("paired_prob", "offsets", *targets)}
     for batch in loader:
         with torch.no_grad():
             output = refiner(batch["windows"].to(device), batch["patches"].to(device))
         columns["paired_prob"].append(output.paired_logits.float().softmax(1)[:, 1].cpu())
         columns["offsets"].append(output.offsets.float().cpu())
-        for key in list(columns)[2:]:
+        for key in targets:
             columns[key].append(batch[key])
     records = {k: torch.cat(v).numpy() for k, v in columns.items()}
     records["top_left_pred"] = np.array([

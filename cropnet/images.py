@@ -90,9 +90,7 @@ def load_grey_and_view(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PI
     """`load_image(path, grey=True)` and `load_image(path, scale=scale)`, the same arrays, from one decode
     when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB 36 MB at the
     peak). A JPEG is decoded twice: its Y channel alone and a DCT-scaled RGB cost less than one full decode."""
-    with open_image(path, max_pixels) as image:
-        jpeg = image.format == "JPEG"
-    if jpeg:
+    if is_jpeg(path):
         return load_image(path, max_pixels, grey=True), load_image(path, max_pixels, scale=scale)
     with decoded(path, max_pixels) as (image, _):
         width, height = image.size  # as displayed

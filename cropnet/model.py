@@ -198,14 +198,29 @@ def match(similarity: torch.Tensor, template: torch.Tensor, allowed: torch.Tenso
     # Every part of a true crop fits at its offset; a region past the border or a resized crop
     # fits only in part. So the heads also see the worst cells at the best offset.
     at_best = per_cell.gather(2, best[:, None, None].expand(-1, per_cell.shape[1], 1))[:, :, 0]  # (B, cells)
-    inside = template > 0
-    worst = at_best.masked_fill(~inside, 2.0).min(1).values
-    soft_worst = -0.1 * torch.log((torch.exp(-at_best / 0.1) * inside).sum(1) / cells)  # between min and mean
+    worst, soft_worst = worst_cells(at_best, template > 0, cells)
     stats = torch.stack([peak, peak - mean, worst, soft_worst, torch.log(cells) / 4, torch.log(count) / 4,
                          possible.float()], dim=1)
     impossible = torch.tensor([-1.0, 0.0, -1.0, -1.0, 0.0, 0.0, 0.0], device=stats.device)
     stats = torch.where(possible[:, None], stats, impossible)  # neither the crop's size nor position fits
     return Matches(scores, allowed, offsets, stats)
+
+
+def worst_cells(per_cell: torch.Tensor, inside: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The worst cosine among the crop's cells at an offset, and a soft minimum (between the minimum and
+    the mean): per_cell (n, cells) cosines, inside (n, cells) the crop's cells, cells (n,) how many."""
+    worst = per_cell.masked_fill(~inside, 2.0).min(1).values
+    soft_worst = -0.1 * torch.log((torch.exp(-per_cell / 0.1) * inside).sum(1) / cells)
+    return worst, soft_worst
+
+
+def feature_layers(config: ModelConfig) -> tuple[nn.Sequential, nn.Sequential]:
+    """The siamese trunk (ResNet stem, layer1, layer2: stride 8) and its projection to the correlated features.
+    Batch-normalized before the L2 norm: centred features, so that cosines are not all near 1."""
+    trunk = resnet_trunk(config.arch.removeprefix("siamese-"), layers=2)
+    project = nn.Sequential(nn.Conv2d(LAYER_WIDTHS[1], config.feature_dim, kernel_size=1, bias=False),
+                            nn.BatchNorm2d(config.feature_dim))
+    return trunk, project
 
 
 class SoftArgmax(nn.Module):
@@ -237,11 +252,7 @@ class SiameseCropNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.trunk = resnet_trunk(config.arch.removeprefix("siamese-"), layers=2)  # stem, layer1, layer2
-        channels = LAYER_WIDTHS[1]
-        # Batch-normalized before the L2 norm: centred features, so that cosines are not all near 1.
-        self.project = nn.Sequential(nn.Conv2d(channels, config.feature_dim, kernel_size=1, bias=False),
-                                     nn.BatchNorm2d(config.feature_dim))
+        self.trunk, self.project = feature_layers(config)
         self.heads = nn.ModuleDict({
             "paired": mlp(2 * STATS, config.head_hidden, 2),  # reads both directions, the better one first
             "swapped": mlp(STATS, config.head_hidden, 1),  # how well one direction fits; compared both ways
@@ -342,10 +353,8 @@ class Refiner(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.trunk = resnet_trunk(config.arch.removeprefix("siamese-"), layers=2)  # stride 8, as the first stage
-        self.project = nn.Sequential(nn.Conv2d(LAYER_WIDTHS[1], config.feature_dim, kernel_size=1, bias=False),
-                                     nn.BatchNorm2d(config.feature_dim))
-        self.log_scale = nn.Parameter(torch.tensor(20.0).log())  # soft-argmax sharpness, learnt
+        self.trunk, self.project = feature_layers(config)  # as the first stage's, and started from them
+        self.soft_argmax = SoftArgmax()
         # Reads both corners' fit and how far their two places disagree.
         self.paired = mlp(2 * REFINE_STATS + 3, config.head_hidden, 2)
 
@@ -371,12 +380,11 @@ class Refiner(nn.Module):
         scores = correlation / cells[:, None, None]  # (2B, o, o): mean cosine of the patch's cells at each offset
         cover = F.conv2d(window_cells.reshape(1, n, size, size), patch_cells, groups=n)[0] / cells[:, None, None]
         reach = scores.shape[-1]
-        flat = scores.flatten(1)  # (2B, o*o)
-        weights = (flat * self.log_scale.exp()).softmax(1)
-        grid = torch.arange(reach, device=scores.device, dtype=scores.dtype)
-        offset_y = (weights.view(n, reach, reach).sum(2) * grid).sum(1)
-        offset_x = (weights.view(n, reach, reach).sum(1) * grid).sum(1)
-        offsets = torch.stack([offset_x, offset_y], 1) * STRIDE  # (2B, 2) view px
+        flat = scores.flatten(1)  # (2B, o*o), row-major (dy, dx)
+        place = torch.arange(reach * reach, device=scores.device)
+        grid = torch.stack([place % reach, torch.div(place, reach, rounding_mode="floor")], 1).to(flat.dtype)
+        every = torch.ones_like(flat, dtype=torch.bool)  # every offset keeps the patch inside its window
+        offsets = self.soft_argmax(Matches(flat, every, grid, flat[:, :0])) * STRIDE  # (2B, 2) view px
 
         peak, best = flat.max(1)
         best_y, best_x = torch.div(best, reach, rounding_mode="floor"), best % reach
@@ -385,9 +393,7 @@ class Refiner(nn.Module):
         cols = best_x[:, None, None] + torch.arange(side, device=scores.device)[None, None, :]  # (2B, 1, p)
         under = window_features[torch.arange(n, device=scores.device)[:, None, None], :, rows, cols]  # (2B, p, p, D)
         per_cell = (under * patch_features.permute(0, 2, 3, 1)).sum(-1)  # (2B, p, p)
-        inside = patch_cells[:, 0] > 0
-        worst = per_cell.masked_fill(~inside, 2.0).flatten(1).min(1).values
-        soft_worst = -0.1 * torch.log((torch.exp(-per_cell / 0.1) * inside).flatten(1).sum(1) / cells)
+        worst, soft_worst = worst_cells(per_cell.flatten(1), patch_cells.flatten(1) > 0, cells)
         cover_at_best = cover.flatten(1).gather(1, best[:, None])[:, 0]  # a region past the border: below 1
         stats = torch.stack([peak, peak - flat.mean(1), worst, soft_worst, cover_at_best, torch.log(cells) / 4],
                             1).view(batch, 2 * REFINE_STATS)

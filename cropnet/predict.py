@@ -175,7 +175,7 @@ class Predictor:
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
         top_left = corner_in_pixels(output.top_left[0].cpu().numpy(), original, crop)
         candidates = ()
-        if config.refine_zoom:
+        if config.refine_zoom and self.method == "net":  # only `refine` looks at them
             matches, original_index = (a_in_b, 1) if swapped else (b_in_a, 0)
             peaks = peak_corners(matches, canvas_sizes[:, original_index], REFINE_PEAKS)[0].cpu().numpy()
             candidates = tuple(corner_in_pixels(peak, original, crop) for peak in peaks)

@@ -249,13 +249,12 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     # What the optimizer steps through: the whole network, or only its refining stage (the first
     # stage stays as it is, and unused). `model` itself is what is validated and saved.
     trained = model.refiner if refine else model
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     if place.world_size > 1:
         if train_config.freeze_epochs:
             raise TrainingError("--freeze-epochs cannot be used with torchrun (DDP needs a fixed set of parameters)")
         trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device] if device.type == "cuda"
                                                             else None)
-    optimizer = torch.optim.AdamW((model.refiner if refine else model).parameters(), lr=train_config.lr,
-                                  weight_decay=train_config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda") if train_config.amp else None
     scheduler = make_scheduler(optimizer, train_config, len(train_loader))
     start_epoch, best = 0, None

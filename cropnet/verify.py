@@ -649,10 +649,9 @@ class Evidence:
         Every tile of a resized crop of a gradient, or of a crop slid along a ramp
         past the border, can fit within JPEG noise while one part of the crop stays
         brighter than the original and another darker. JPEG moves the mean of
-        a region of a true crop little: at most 2.0 grey levels over 1,000 true
-        crops (training photos, quality 25-95, crop sides 40 px to 90% of 2,000 px;
-        a region of a tiny crop is a single 16 px tile, four JPEG blocks), where the
-        negatives the other tests let through reached up to 6.
+        a region of a true crop little: at most 2.07 grey levels over 600 true
+        crops of the training photos, median 0.2 (docs/verification.md has the
+        command). A region of a tiny crop is a single 16 px tile, four JPEG blocks.
         """
         rows = np.array_split(np.arange(self.bias.shape[0]), min(regions, self.bias.shape[0]))
         cols = np.array_split(np.arange(self.bias.shape[1]), min(regions, self.bias.shape[1]))

@@ -222,7 +222,7 @@ def test_refiner_finds_a_patch_of_known_features_at_its_place_in_the_window():
     known place. With the soft-argmax made sharp, each corner's offset is that place, in view px."""
     torch.manual_seed(0)
     model = build_model(refine_config()).eval()
-    model.refiner.log_scale.data.fill_(torch.tensor(1000.0).log())
+    model.refiner.soft_argmax.log_scale.data.fill_(torch.tensor(1000.0).log())
     window = F.normalize(torch.randn(2, 16, 12, 12), dim=1)  # (2 corners, D, 96 / 8, 96 / 8)
     places = [(5, 2), (3, 6)]  # (x, y) in cells
     patch = torch.stack([window[k, :, y:y + 4, x:x + 4] for k, (x, y) in enumerate(places)])
