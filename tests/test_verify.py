@@ -439,3 +439,63 @@ def test_a_prepared_crop_gives_the_same_answer():
     prepared = match_pair(original, crop, prepared=PreparedCrop(crop, VerifyConfig()))
     assert prepared.paired and prepared.top_left == (40, 25)
     assert prepared == match_pair(original, crop)
+
+
+@pytest.mark.parametrize("corner", [(120, 90), (0, 0), (1, 137)])  # inside, at the original's corner, near it
+def test_batched_neighbour_maps_equal_match_template_tile_by_tile(corner):
+    from cropnet.verify import neighbour_residuals, tile_grid
+
+    original = grey(blurred_noise(41, 400, 300))
+    x, y = corner
+    crop = original[y:y + 150, x:x + 210]  # 210 = 6 whole 32 px tiles and an 18 px one
+    tiles = tile_grid(crop.shape, 32)
+    maps = neighbour_residuals(original, crop, x, y, tiles, 32)
+    expected = np.full_like(maps, np.inf)
+    for index, (tx, ty) in enumerate(tiles):
+        tile = crop[ty:ty + 32, tx:tx + 32]
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                left, top = x + tx + dx, y + ty + dy
+                if left >= 0 and top >= 0:
+                    window = original[top:top + tile.shape[0], left:left + tile.shape[1]].astype(np.float32)
+                    expected[index, dy + 1, dx + 1] = np.mean((window - tile) ** 2)
+    assert np.array_equal(np.isinf(maps), np.isinf(expected))
+    assert np.allclose(maps[np.isfinite(maps)], expected[np.isfinite(expected)], atol=0.05)
+    assert (maps[:, 1, 1] < 0.05).all()  # the crop's own place fits exactly
+
+
+def test_smoothed_residual_from_the_half_size_original_equals_full_size():
+    from cropnet.verify import SmoothedCrop, half
+
+    original = grey(blurred_noise(42, 500, 400))
+    crop = original[60:310, 80:400]
+    smoothed = SmoothedCrop(crop, 32)
+    assert smoothed.reaches(1) and smoothed.reaches(2) and not smoothed.reaches(3)
+    halved = half(original)
+    for x, y in [(40, 30), (41, 30), (10, 70)]:  # the true place, a pixel off, far off (half-size pixels)
+        full, _ = smoothed.residual(original, 2 * x, 2 * y)
+        reduced, _ = smoothed.residual(halved, x, y, level=1)
+        assert np.allclose(reduced, full, rtol=0.01, atol=1.0)  # up to the rounding of the half-size 8-bit pixels
+    assert smoothed.residual(halved, 40, 30, level=1)[0].max() < 0.5
+    assert smoothed.residual(halved, 10, 70, level=1)[0].mean() > 100
+
+
+def test_search_drops_candidates_verification_would_give_up_but_the_best():
+    from cropnet.verify import PreparedCrop, search
+
+    config = VerifyConfig()
+    original = grey(blurred_noise(43, 900, 700))
+    unrelated = grey(blurred_noise(44, 500, 400))
+    candidates = search(original, PreparedCrop(unrelated, config), config)
+    assert len(candidates) == 1  # every coarse minimum was near-equal; only the best one is refined
+    true_crop = np.ascontiguousarray(original[123:523, 321:821])
+    assert search(original, PreparedCrop(true_crop, config), config)[0][:2] == (321, 123)
+
+
+def test_shift_energies_at_two_sides_equal_each_alone():
+    from cropnet.verify import least_shift_energy, shift_energies
+
+    image = grey(blurred_noise(45, 301, 203))
+    for alone, together in zip([least_shift_energy(image, 16), least_shift_energy(image, 32)],
+                               shift_energies(image, (16, 32)), strict=True):
+        assert np.array_equal(alone, together)
