@@ -253,6 +253,9 @@ class PreparedCrop:
                                  for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
 
 
+GATE_LEVEL = 1
+
+
 def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
            window: tuple[int, int, int] | None = None, give_up_share: float | None = None,
            ) -> list[tuple[int, int, float]]:
@@ -288,9 +291,9 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     candidates = [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
     for level in range(levels - 1, -1, -1):
         candidates = prune(candidates, config)[:config.refine_candidates]
-        if level == 0 and prepared.tests.smoothed.reaches(1):
-            candidates = candidates[:1] + [(x, y, cost) for x, y, cost in candidates[1:]
-                                           if prepared.tests.plausible(originals[1], x, y, 1, give_up_share)]
+        if level <= GATE_LEVEL and prepared.tests.smoothed.reaches(level + 1):  # candidates are at level + 1
+            candidates = candidates[:1] + [(x, y, cost) for x, y, cost in candidates[1:] if prepared.tests.plausible(
+                originals[level + 1], x, y, level + 1, give_up_share)]
         tiles = prepared.comparison_tiles[level]
         candidates = [refine(originals[level], crops[level].shape, tiles, 2 * x, 2 * y, config.refine_radius)
                       for x, y, _ in candidates]
