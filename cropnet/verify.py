@@ -606,6 +606,9 @@ def best_move(maps: np.ndarray, x: int, y: int, max_x: int, max_y: int) -> tuple
     return int(dx) - radius, int(dy) - radius
 
 
+WALK_CELLS = 10  # polish walks on one tile per cell of a WALK_CELLS x WALK_CELLS grid of the crop
+
+
 def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, cells: int = 10) -> np.ndarray:
     """Indices of up to `count` tiles: the most textured ones of each cell of a cells x cells grid,
     so that one busy corner of the crop does not stand for all of it."""
@@ -683,6 +686,9 @@ class CropTests:
         # below the floor, on a smooth photo); those above the floor must each fit best exactly at it.
         chosen = spread_tiles(self.texture.ravel(), self.texture.shape, config.check_tiles)
         self.check = tile_grid(crop.shape, self.side, chosen)
+        # Polish walks on the most textured tile of each cell alone, a quarter of the cost per step.
+        walk = np.isin(chosen, spread_tiles(self.texture.ravel(), self.texture.shape, WALK_CELLS ** 2, WALK_CELLS))
+        self.walk = [tile for tile, walks in zip(self.check, walk, strict=True) if walks]
         self.check_texture = (tile_energy(crop, self.check, self.side) if half_size
                               else self.texture.ravel()[chosen])
         self.smoothed = SmoothedCrop(crop, self.side)
@@ -723,9 +729,8 @@ class CropTests:
         max_x, max_y = original.shape[1] - self.crop.shape[1], original.shape[0] - self.crop.shape[0]
         if best_move(maps, x, y, max_x, max_y) == (0, 0) and evidence.passes(self.config)[0]:
             return evidence
-        moved_x, moved_y, maps = polish(original, self.crop, x, y, self.check, self.side)
-        if maps is None:  # still moving after its last step
-            maps = neighbour_residuals(original, self.crop, moved_x, moved_y, self.check, self.side)
+        moved_x, moved_y, _ = polish(original, self.crop, x, y, self.walk, self.side)
+        maps = neighbour_residuals(original, self.crop, moved_x, moved_y, self.check, self.side)
         if (moved_x, moved_y) != (x, y):
             x, y = moved_x, moved_y
             residual, bias = self.smoothed.residual(original, x, y)

@@ -59,12 +59,28 @@ def truncated_jpeg(path):
     (truncated_jpeg, "truncated"),
     (lambda p: Image.new("RGB", (MIN_SIDE - 1, 40)).save(p, "PNG"), "too small"),
 ])
-def test_bad_files_raise_image_error_naming_the_file(tmp_path, make, reason):
+@pytest.mark.parametrize("grey", [False, True])  # grey: a JPEG is decoded straight into an array
+def test_bad_files_raise_image_error_naming_the_file(tmp_path, make, reason, grey):
     path = tmp_path / "bad.jpg"
     make(path)
     with pytest.raises(ImageError) as error:
-        load_image(path)
+        load_image(path, grey=grey)
     assert str(path) in str(error.value) and reason in str(error.value)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_grey_jpeg_decoded_into_an_array_is_what_pillow_decodes(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(textured_photo(0)).save(tmp_path / "p.jpg", quality=80, exif=exif)
+    with Image.open(tmp_path / "p.jpg") as image:
+        image.draft("L", None)
+        stored = np.asarray(image)  # Pillow's pixels, copied out the usual way
+    grey = load_image(tmp_path / "p.jpg", grey=True)
+    assert grey.dtype == np.uint8
+    assert np.array_equal(grey, stored if orientation == 1 else np.rot90(stored, k=-1))
+    if orientation == 1:  # decoded into an array of its own: what np.asarray copies out of Pillow is read-only
+        assert grey.flags.writeable
 
 
 def test_pixel_limit_is_checked(tmp_path):
