@@ -144,8 +144,8 @@ def as_array(image: Image.Image, grey: bool, size: tuple[int, int] | None) -> np
         image = resize_to(image, size)
     if grey and image.mode == "RGB":  # Pillow's own ITU-R 601 luma: no RGB array is ever made
         image = image.convert("L")
-    # A grey array is read-only (np.asarray shares Pillow's bytes): nothing writes into it, and a
-    # copy of a 12-megapixel image would cost time and memory for nothing.
+    # np.asarray gives a read-only array over the bytes Pillow's tobytes copied out; nothing writes
+    # into it, so it is not copied once more (a grey JPEG skips even that: `decode_into_array`).
     pixels = np.asarray(image) if grey and image.mode == "L" else to_rgb(image)
     if size and pixels.shape[1::-1] != size:  # the other modes, once converted
         pixels = np.asarray(resize_to(Image.fromarray(pixels), size))
