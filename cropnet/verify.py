@@ -68,6 +68,7 @@ class VerifyConfig:
     max_region_bias: float = 3.0
     max_verified: int = 4  # candidates verified per image pair order
     give_up_share: float = 0.5  # a candidate where fewer tiles fit within noise is not polished (see `measure`)
+    give_up_levels: int = 2  # ... nor refined to the last this many levels (see `search`)
     # ... in a hint's window: a true offset is found again by the full search that follows
     window_give_up_share: float = 0.9
 
@@ -248,12 +249,9 @@ class PreparedCrop:
         self.tests = CropTests(crop, config, halved, textures[0])
         # Full resolution's tiles are ranked by the texture verification measured, when its tiles are the same.
         full_texture = self.tests.texture if self.tests.side == config.tile else None
-        self.comparison_tiles = [comparison_tiles(level_crop, config, (full_texture, textures[1])[level] if level < 2
-                                                  else None)
+        measured = {0: full_texture, 1: textures[1]}  # levels whose tiles' texture is known already
+        self.comparison_tiles = [comparison_tiles(level_crop, config, measured.get(level))
                                  for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
-
-
-GATE_LEVEL = 1
 
 
 def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
@@ -261,12 +259,13 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
            ) -> list[tuple[int, int, float]]:
     """Candidate offsets (x, y, mean squared residual) at full resolution, best first.
 
-    Before the last refinement, at half resolution, candidates that verification would give up
-    (`CropTests.plausible`, at `give_up_share`, by default the config's) are dropped, all but the
-    best: a pair that is not a crop leaves every candidate near-equal, and refining and measuring
-    each at full resolution was most of the time such a pair took. The best one goes on whatever
-    it scores there: it can be the crop's place several pixels off, which refinement and polish
-    at full resolution still find (one true crop of 500 training-photo pairs was lost without it).
+    Before each of the last `give_up_levels` refinements, candidates that verification would give
+    up (`CropTests.plausible` on the coarser level they come from, at `give_up_share`, by default
+    the config's) are dropped, all but the best: a pair that is not a crop leaves every candidate
+    near-equal, and refining and measuring each at full resolution was most of the time such a
+    pair took. The best one goes on whatever it scores there: it can be the crop's place several
+    pixels off, which refinement and polish at full resolution still find (one true crop of 500
+    training-photo pairs was lost without it).
     """
     factor, levels, crops = prepared.factor, prepared.levels, prepared.pyramid
     originals = pyramid(original, levels)
@@ -291,7 +290,7 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     candidates = [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
     for level in range(levels - 1, -1, -1):
         candidates = prune(candidates, config)[:config.refine_candidates]
-        if level <= GATE_LEVEL and prepared.tests.smoothed.reaches(level + 1):  # candidates are at level + 1
+        if level < config.give_up_levels and prepared.tests.smoothed.reaches(level + 1):  # they are at level + 1
             candidates = candidates[:1] + [(x, y, cost) for x, y, cost in candidates[1:] if prepared.tests.plausible(
                 originals[level + 1], x, y, level + 1, give_up_share)]
         tiles = prepared.comparison_tiles[level]
@@ -569,7 +568,7 @@ def tile_residuals(original: np.ndarray, pixels: np.ndarray, corners: np.ndarray
 
 
 def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[tuple[int, int]], side: int,
-           radius: int = 3, steps: int = 4) -> tuple[int, int, np.ndarray | None]:
+           radius: int = 3, steps: int = 4) -> tuple[int, int]:
     """Move (x, y) to the best offset within `radius` px, by the textured tiles' summed residual, until it stays.
 
     The coarse-to-fine search can end a few pixels off on smooth photos, where
@@ -579,19 +578,15 @@ def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[t
     to pin down: requiring a gain over the pin margin there (tried, to save the steps)
     left such true crops a pixel off, where they failed verification (5 of 527 held-out
     true crops answered "not a crop" instead of "a crop, ambiguous"). Returns the offset
-    and the tiles' (n, 3, 3) maps around it, or None for the maps if it still moved at
-    its last step.
+    where it stayed, or where its steps ran out.
     """
     max_x, max_y = original.shape[1] - crop.shape[1], original.shape[0] - crop.shape[0]
-    if not tiles:
-        return x, y, neighbour_residuals(original, crop, x, y, tiles, side)
-    for _ in range(steps):
-        maps = neighbour_residuals(original, crop, x, y, tiles, side, radius)
-        dx, dy = best_move(maps, x, y, max_x, max_y)
-        if (dx, dy) == (0, 0):  # it stays: the 3 x 3 maps around it are measured
-            return x, y, maps[:, radius - 1:radius + 2, radius - 1:radius + 2]
+    for _ in range(steps if tiles else 0):
+        dx, dy = best_move(neighbour_residuals(original, crop, x, y, tiles, side, radius), x, y, max_x, max_y)
+        if (dx, dy) == (0, 0):
+            break
         x, y = x + dx, y + dy
-    return x, y, None
+    return x, y
 
 
 def best_move(maps: np.ndarray, x: int, y: int, max_x: int, max_y: int) -> tuple[int, int]:
@@ -729,12 +724,11 @@ class CropTests:
         max_x, max_y = original.shape[1] - self.crop.shape[1], original.shape[0] - self.crop.shape[0]
         if best_move(maps, x, y, max_x, max_y) == (0, 0) and evidence.passes(self.config)[0]:
             return evidence
-        moved_x, moved_y, _ = polish(original, self.crop, x, y, self.walk, self.side)
-        maps = neighbour_residuals(original, self.crop, moved_x, moved_y, self.check, self.side)
-        if (moved_x, moved_y) != (x, y):
-            x, y = moved_x, moved_y
-            residual, bias = self.smoothed.residual(original, x, y)
-        return self.evidence(x, y, maps, residual, bias)
+        moved = polish(original, self.crop, x, y, self.walk, self.side)
+        maps = neighbour_residuals(original, self.crop, *moved, self.check, self.side)
+        if moved != (x, y):
+            residual, bias = self.smoothed.residual(original, *moved)
+        return self.evidence(*moved, maps, residual, bias)
 
     def evidence(self, x: int, y: int, maps: np.ndarray, residual: np.ndarray, bias: np.ndarray) -> Evidence:
         """The evidence at (x, y), from the checked tiles' (n, 3, 3) maps and the smoothed residual and bias."""
