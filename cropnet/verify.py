@@ -15,8 +15,10 @@ How `locate(original, crop)` works (details and measurements: docs/verification.
    level, by squared differences. Normalised correlation is not used: it slides
    along ramps and edges (an offset 1-30 px off still scores 0.98). Large crops
    are compared on a spread of their most textured tiles, which fixes the offset
-   as well as the whole crop does, at a fraction of the cost. At full resolution
-   the textured tiles together polish the offset over a 7 x 7 neighbourhood.
+   as well as the whole crop does, at a fraction of the cost. Before the last two
+   levels, candidates verification would give up (too few tiles within noise) are
+   dropped, all but the best. At full resolution the textured tiles together polish
+   the offset over a 7 x 7 neighbourhood, unless it already fits best there.
 3. Verification at full resolution, tile by tile. Every tile must fit within JPEG
    noise (compared after 4 x 4 averaging, where that noise is small), and each
    textured tile must fit strictly better at the offset than one pixel away. An
