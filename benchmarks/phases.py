@@ -1,6 +1,8 @@
 """Where classic's time per pair goes, on one benchmark set: the RGB decode floor, the batch
 (`Predictor.predict_many`), and its two phases apart: reading the pairs (decoding and the
-crop's preparation) and answering pairs already read. Best of `--repeats` runs, ms per pair.
+crop's preparation) and answering pairs already read. Best of `--repeats` runs, ms per pair:
+the wall time, and the process's CPU time in that run (all its threads), which moves less
+with the machine's timing noise.
 
     python benchmarks/phases.py runs/bench-pairs/12mp-seed1-n24-*/manifest.json --jpeg-only
 
@@ -23,13 +25,14 @@ from pairs import read_manifest  # noqa: E402
 from cropnet.predict import Predictor  # noqa: E402
 
 
-def best_ms_per_pair(run, count: int, repeats: int) -> float:
+def best_ms_per_pair(run, count: int, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) ms per pair of the run with the least wall time."""
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - started)
-    return 1000 * min(times) / count
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return tuple(1000 * seconds / count for seconds in min(times))
 
 
 def main() -> None:
@@ -56,9 +59,10 @@ def main() -> None:
         "reading alone (Predictor.load)": each(lambda pair: predictor.load(*pair), pairs),
         "answering alone (Predictor.answer)": each(predictor.answer, loaded),
     }
-    print(f"{len(pairs)} pairs from {args.manifest.parent.name}, ms per pair (best of {args.repeats}):")
+    print(f"{len(pairs)} pairs from {args.manifest.parent.name}, ms per pair (best of {args.repeats}): wall, CPU")
     for name, run in phases.items():
-        print(f"  {name:40s} {best_ms_per_pair(run, len(pairs), args.repeats):7.1f}")
+        wall, cpu = best_ms_per_pair(run, len(pairs), args.repeats)
+        print(f"  {name:40s} {wall:7.1f} {cpu:7.1f}")
 
 
 if __name__ == "__main__":

@@ -161,8 +161,9 @@ class Predictor:
 
         config = self.model.config  # the input the network was trained on
         image = torch.from_numpy(fit_pair(a, b, config.input_size, config.fit, masks=config.siamese))[None]
+        peaks_wanted = config.refine_zoom and self.method == "net"  # only `refine` looks at them
         with torch.no_grad():
-            if config.refine_zoom:
+            if peaks_wanted:  # the forward pass in its two steps, to keep the correlation maps
                 a_in_b, b_in_a, canvas_sizes = self.model.match_both(image.to(self.device))
                 output = self.model.answer(a_in_b, b_in_a, canvas_sizes)
             else:
@@ -175,7 +176,7 @@ class Predictor:
         original, crop = (size_b, size_a) if swapped else (size_a, size_b)
         top_left = corner_in_pixels(output.top_left[0].cpu().numpy(), original, crop)
         candidates = ()
-        if config.refine_zoom and self.method == "net":  # only `refine` looks at them
+        if peaks_wanted:
             matches, original_index = (a_in_b, 1) if swapped else (b_in_a, 0)
             peaks = peak_corners(matches, canvas_sizes[:, original_index], REFINE_PEAKS)[0].cpu().numpy()
             candidates = tuple(corner_in_pixels(peak, original, crop) for peak in peaks)

@@ -521,12 +521,13 @@ def neighbour_residuals(original: np.ndarray, crop: np.ndarray, x: int, y: int, 
     if radius == 1 and tiles:
         # matchTemplate costs about 40 us a call whatever the window; shifted differences cost per offset.
         # For a 3 x 3 neighbourhood, whole side x side tiles well inside the original go in one batch.
-        xs, ys = (np.array(tiles) + (x - radius, y - radius)).T  # each window's corner in the original
+        in_crop = np.array(tiles)  # (n, 2) x, y
+        xs, ys = (in_crop + (x - radius, y - radius)).T  # each window's corner in the original
         whole = ((xs >= 0) & (ys >= 0) & (xs + side + 2 * radius <= width) & (ys + side + 2 * radius <= height)
-                 & (np.array(tiles) + side <= crop.shape[::-1]).all(axis=1))
+                 & (in_crop + side <= crop.shape[::-1]).all(axis=1))
         batch = np.flatnonzero(whole)
         if len(batch):
-            corners = np.array(tiles)[batch]
+            corners = in_crop[batch]
             tile_pixels = sliding_window_view(crop, (side, side))[corners[:, 1], corners[:, 0]].astype(np.float32)
             maps[batch] = tile_residuals(original, tile_pixels, corners + (x - radius, y - radius), (size, size))
             pixels[batch] = side * side
@@ -582,8 +583,10 @@ def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[t
     true crops answered "not a crop" instead of "a crop, ambiguous"). Returns the offset
     where it stayed, or where its steps ran out.
     """
+    if not tiles:
+        return x, y
     max_x, max_y = original.shape[1] - crop.shape[1], original.shape[0] - crop.shape[0]
-    for _ in range(steps if tiles else 0):
+    for _ in range(steps):
         dx, dy = best_move(neighbour_residuals(original, crop, x, y, tiles, side, radius), x, y, max_x, max_y)
         if (dx, dy) == (0, 0):
             break
@@ -603,10 +606,11 @@ def best_move(maps: np.ndarray, x: int, y: int, max_x: int, max_y: int) -> tuple
     return int(dx) - radius, int(dy) - radius
 
 
-WALK_CELLS = 10  # polish walks on one tile per cell of a WALK_CELLS x WALK_CELLS grid of the crop
+SPREAD_CELLS = 10  # tiles are chosen from every cell of a SPREAD_CELLS x SPREAD_CELLS grid of the crop
 
 
-def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, cells: int = 10) -> np.ndarray:
+def spread_tiles(texture: np.ndarray, grid_shape: tuple[int, int], count: int, cells: int = SPREAD_CELLS
+                 ) -> np.ndarray:
     """Indices of up to `count` tiles: the most textured ones of each cell of a cells x cells grid,
     so that one busy corner of the crop does not stand for all of it."""
     rows, cols = np.divmod(np.arange(texture.size), grid_shape[1])
@@ -684,7 +688,7 @@ class CropTests:
         chosen = spread_tiles(self.texture.ravel(), self.texture.shape, config.check_tiles)
         self.check = tile_grid(crop.shape, self.side, chosen)
         # Polish walks on the most textured tile of each cell alone, a quarter of the cost per step.
-        walk = np.isin(chosen, spread_tiles(self.texture.ravel(), self.texture.shape, WALK_CELLS ** 2, WALK_CELLS))
+        walk = np.isin(chosen, spread_tiles(self.texture.ravel(), self.texture.shape, SPREAD_CELLS ** 2))
         self.walk = [tile for tile, walks in zip(self.check, walk, strict=True) if walks]
         self.check_texture = (tile_energy(crop, self.check, self.side) if half_size
                               else self.texture.ravel()[chosen])
