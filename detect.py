@@ -119,11 +119,14 @@ def cli(context, debug):
 @click.option("--refine-jitter", type=click.FloatRange(min=0), default=TrainConfig.refine_jitter, show_default=True,
               help="--stage refine: the first stage's corner error it is trained to correct, as a share of the "
                    "original's side (std per axis).")
+@click.option("--refine-pixels", is_flag=True,
+              help="The refining stage also fits its corner patches pixel by pixel and reads the residual "
+                   "(added to an --init checkpoint's refining stage that has none).")
 @max_pixels_option
 @device_option
 def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs,
           ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, init, amp,
-          stage, refine_zoom, refine_jitter, max_pixels, device):
+          stage, refine_zoom, refine_jitter, refine_pixels, max_pixels, device):
     """Train a model on pairs synthesized from a folder of photos.
 
     Under `torchrun --nproc_per_node=N detect.py train ...` the N processes share
@@ -133,7 +136,8 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
     from cropnet.train import train as run_training
 
     try:
-        model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit, refine_zoom=refine_zoom)
+        model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit, refine_zoom=refine_zoom,
+                                   refine_pixels=refine_pixels)
         synth_config = SynthConfig(photo_max_side=photo_max_side)
         train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
                                    batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,

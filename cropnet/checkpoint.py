@@ -76,19 +76,24 @@ def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoin
     """Rebuild the network from the config stored inside the checkpoint, weights in float32.
 
     A `model_config` that adds a refining stage to the stored one gives the checkpoint's
-    network with a new refining stage, started from its first stage's features.
+    network with a new refining stage, started from its first stage's features; one that adds
+    the pixel fit to a refining stage gives that stage with a pixel head that does not yet speak.
     """
     stored = configs_from_checkpoint(checkpoint)[0]
     model = build_model(model_config or stored)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in checkpoint["model"].items()}
-    adding_refiner = model_config is not None and model_config.refine_zoom and not stored.refine_zoom
+    new_parts = ()  # prefixes of the weights model_config adds, which the checkpoint cannot have
+    if model_config is not None and model_config.refine_zoom and not stored.refine_zoom:
+        new_parts = ("refiner.",)
+    elif model_config is not None and model_config.refine_pixels and not stored.refine_pixels:
+        new_parts = ("refiner.pixel_paired.",)
     try:
-        missing, unexpected = model.load_state_dict(state, strict=not adding_refiner)
+        missing, unexpected = model.load_state_dict(state, strict=not new_parts)
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not match the stored model config") from None
-    if adding_refiner:
-        if unexpected or any(not key.startswith("refiner.") for key in missing):
-            raise CheckpointError(f"{path}: weights do not match the stored model config")
+    if new_parts and (unexpected or any(not key.startswith(new_parts) for key in missing)):
+        raise CheckpointError(f"{path}: weights do not match the stored model config")
+    if new_parts == ("refiner.",):
         model.start_refiner()
     return model
 

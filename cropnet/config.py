@@ -64,6 +64,10 @@ class ModelConfig:
     refine_zoom: float = 0.0
     refine_patch: int = 64  # side of the crop's corner patch in the second view, px
     refine_window: int = 192  # side of the original's window searched for it, px
+    # The refining stage also fits both corner patches to their windows pixel by pixel (model.pixel_fit)
+    # and reads the residual: a resized crop or a region past the border fits its features, not its pixels.
+    # Part of the refining stage: without refine_zoom there is nothing for it to do.
+    refine_pixels: bool = False
 
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):

@@ -327,6 +327,95 @@ def peak_corners(matches: Matches, original_sizes: torch.Tensor, count: int) -> 
     return matches.offsets[best] * STRIDE / original_sizes[:, None].clamp(min=1)  # (B, count, 2)
 
 
+PIXEL_RADIUS = 24  # view px the pixel fit searches each way around the corners' feature estimate
+PIXEL_STATS = 5
+
+
+def blurred_valid(views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 3, S, S) RGB blurred by a 5-tap binomial (about a Gaussian of sigma 1) and (n, 1, S, S) where
+    that blur saw image pixels only: views (n, 4, S, S) with their mask channel.
+
+    The blur forgives the half-pixel difference between the crop's and the original's sampling grids
+    at a reduced scale (a true crop need not start on a whole view pixel) and most of the JPEG noise,
+    while a resized crop drifts by whole pixels across a patch and keeps its residual.
+    """
+    taps = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=views.device, dtype=views.dtype) / 16
+    kernel = (taps[:, None] * taps[None, :]).expand(3, 1, 5, 5)
+    blurred = F.conv2d(views[:, :3], kernel, padding=2, groups=3)
+    valid = F.avg_pool2d(F.pad(views[:, 3:4], (2, 2, 2, 2)), 5, stride=1) > 0.999  # 5 x 5 all image
+    return blurred, valid.to(views.dtype)
+
+
+def gather_regions(views: torch.Tensor, starts: torch.Tensor, side: int) -> torch.Tensor:
+    """(n, C, side, side): each view's square from its own (x, y) start `starts` (n, 2), long."""
+    steps = torch.arange(side, device=views.device)
+    rows = (starts[:, 1, None] + steps)[:, None, :, None]  # (n, 1, side, 1)
+    cols = (starts[:, 0, None] + steps)[:, None, None, :]  # (n, 1, 1, side)
+    channels = torch.arange(views.shape[1], device=views.device)[None, :, None, None]
+    return views[torch.arange(views.shape[0], device=views.device)[:, None, None, None], channels, rows, cols]
+
+
+def grouped_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """(n, o, o): sum over channels of each region (n, C, L, L) correlated with its own kernel (n, C, P, P)."""
+    n, channels, side, _ = regions.shape
+    return F.conv2d(regions.reshape(1, n * channels, side, side), kernels, groups=n)[0]
+
+
+def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tensor, centre: float,
+              radius: int = PIXEL_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit the crop's two corner patches to their windows pixel by pixel, near the features' estimate.
+
+    windows (B, 2, 4, W, W), patches (B, 2, 4, P, P) as `Refiner` takes them; estimate (B, 2): the
+    top-left patch's (x, y) in its window, view px. A true crop's bottom-right patch then lies at
+    2 * centre minus that in its (half-turned) window, so the two are fitted jointly: every place
+    within `radius` whole view px is tried for both corners at once, and a resized crop, whose
+    corners cannot both fit, keeps a large residual wherever it is put.
+
+    Returns the stats (B, PIXEL_STATS), all logarithms: the mean squared residual of the blurred pixels
+    at the best place, the share of the patches that falls off the image there, the worse and the
+    better corner's own residual, and the patches' own texture (mean squared one-pixel step); and
+    the best place for both corners (B, 2, 2), view px, as `RefineOutput.offsets`.
+    """
+    batch, _, _, size, _ = windows.shape
+    patch = patches.shape[-1]
+    radius = min(radius, (size - patch) // 2)  # a window only a little larger than its patch
+    side = patch + 2 * radius
+    window_rgb, window_valid = blurred_valid(windows.flatten(0, 1))  # (2B, ...): top-left, bottom-right per pair
+    patch_rgb, patch_valid = blurred_valid(patches.flatten(0, 1))
+    # Where each corner's square of candidate places starts, the bottom-right's mirrored.
+    start = (estimate.detach().round().long() - radius).clamp(0, size - side)  # (B, 2)
+    starts = torch.stack([start, round(2 * centre) - (side - patch) - start], 1).flatten(0, 1).clamp(0, size - side)
+    regions = gather_regions(torch.cat([window_rgb, window_valid], 1), starts, side)
+    rgb, valid = regions[:, :3] * regions[:, 3:], regions[:, 3:]
+    kernel = patch_rgb * patch_valid
+    # Masked squared differences at every place: sum w^2 - 2 w.p + p^2 over pixels both images have there.
+    squares = (grouped_correlation((rgb * rgb).sum(1, keepdim=True), patch_valid) - 2 * grouped_correlation(rgb, kernel)
+               + grouped_correlation(valid, (kernel * kernel).sum(1, keepdim=True)))
+    counts = grouped_correlation(valid, patch_valid)  # (2B, o, o) pixels compared
+    squares, counts = squares.view(batch, 2, *squares.shape[1:]), counts.view(batch, 2, *counts.shape[1:])
+    # The bottom-right's place for top-left place d is the mirror image: flip its map both ways.
+    squares[:, 1], counts[:, 1] = squares[:, 1].flip(-1, -2), counts[:, 1].flip(-1, -2)
+    joint = squares.sum(1) / (3 * counts.sum(1)).clamp(min=1)  # (B, o, o) per channel and pixel
+    possible = patch_valid.view(batch, 2, -1).sum(2).clamp(min=1)  # (B, 2) each patch's comparable pixels
+    cover = counts.sum(1) / possible.sum(1)[:, None, None]
+    joint = joint + (cover < 0.5) * 1e3  # a place where the patches hardly meet the image is no fit
+    best = joint.flatten(1).argmin(1)
+    reach = joint.shape[-1]
+    best_y, best_x = torch.div(best, reach, rounding_mode="floor"), best % reach
+    pick = torch.arange(batch, device=windows.device)
+    each = squares[pick, :, best_y, best_x] / (3 * counts[pick, :, best_y, best_x]).clamp(min=1)  # (B, 2)
+    both_valid = patch_valid[..., 1:] * patch_valid[..., :-1]
+    step = ((patch_rgb[..., 1:] - patch_rgb[..., :-1]) ** 2 * both_valid).sum((1, 2, 3))  # one-pixel steps along x
+    texture = (step / (3 * patch_valid.sum((1, 2, 3))).clamp(min=1)).view(batch, 2).min(1).values
+    off_image = 1 - cover[pick, best_y, best_x]  # a true crop: 0; a region past the border: its overhang
+    stats = torch.stack([joint[pick, best_y, best_x].clamp(max=1e2), off_image, each.max(1).values,
+                         each.min(1).values, texture], 1)
+    # Logarithms: what tells a true crop from a near miss is a residual or an overhang near 0, against 1e-3 or 5%.
+    stats = torch.log(stats.clamp(min=0) + 1e-4)
+    top_left = start + torch.stack([best_x, best_y], 1)
+    return stats, torch.stack([top_left, round(2 * centre) - top_left], 1).to(windows.dtype)
+
+
 class RefineOutput(NamedTuple):
     paired_logits: torch.Tensor  # (B, 2): [not a crop, crop], judged from the closer view
     offsets: torch.Tensor  # (B, 2 corners, 2): where each corner patch lies in its window, (x, y) view px
@@ -357,6 +446,12 @@ class Refiner(nn.Module):
         self.soft_argmax = SoftArgmax()
         # Reads both corners' fit and how far their two places disagree.
         self.paired = mlp(2 * REFINE_STATS + 3, config.head_hidden, 2)
+        if config.refine_pixels:
+            # Reads the pixel fit (`pixel_fit`); its say is added to the features', and starts at nothing,
+            # so that it can be added to a trained stage without changing what that stage answers.
+            self.pixel_paired = mlp(PIXEL_STATS, config.head_hidden, 2)
+            nn.init.zeros_(self.pixel_paired[-1].weight)
+            nn.init.zeros_(self.pixel_paired[-1].bias)
 
     def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8).
@@ -402,4 +497,10 @@ class Refiner(nn.Module):
         pair_offsets = offsets.view(batch, 2, 2)
         disagreement = (pair_offsets[:, 0] + pair_offsets[:, 1] - 2 * centre) / STRIDE  # (B, 2) cells
         paired_logits = self.paired(torch.cat([stats, disagreement, disagreement.norm(dim=1, keepdim=True)], 1))
+        if self.config.refine_pixels:
+            estimate = (pair_offsets[:, 0] + 2 * centre - pair_offsets[:, 1]) / 2  # both corners' word on the top-left
+            pixel_stats, fitted = pixel_fit(windows, patches, estimate, centre)
+            paired_logits = paired_logits + self.pixel_paired(pixel_stats)
+            if not self.training:  # the answer's corner is the pixel fit; training's loss is on the soft-argmax
+                pair_offsets = fitted
         return RefineOutput(paired_logits, pair_offsets)

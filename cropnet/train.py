@@ -193,6 +193,8 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         if train_config.stage == "refine" and not stored.refine_zoom:  # ... but a refining stage may be added
             stored = replace(stored, refine_zoom=model_config.refine_zoom or 4.0,
                              refine_patch=model_config.refine_patch, refine_window=model_config.refine_window)
+        if train_config.stage == "refine" and model_config.refine_pixels:  # ... and its pixel fit
+            stored = replace(stored, refine_pixels=True)
         model_config = stored
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")

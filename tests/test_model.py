@@ -1,13 +1,17 @@
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 from conftest import REPO
 
-from cropnet.config import ModelConfig
+from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cropnet.config import ModelConfig, SynthConfig, TrainConfig
+from cropnet.data import refine_views
 from cropnet.model import (
     STRIDE,
     CropNet,
@@ -16,6 +20,7 @@ from cropnet.model import (
     build_model,
     match,
     peak_corners,
+    pixel_fit,
     resnet_trunk,
     shift_index,
 )
@@ -260,3 +265,61 @@ def test_peak_corners_are_the_highest_local_maxima_best_first():
     corners = peak_corners(matches, torch.tensor([[80.0, 40.0]]), 2)
     expected = torch.tensor([[4 * STRIDE / 80, 2 * STRIDE / 40], [1 * STRIDE / 80, 5 * STRIDE / 40]])
     assert torch.allclose(corners[0], expected)
+
+
+def textured_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smoothed noise, RGB uint8: texture at every scale a corner patch sees."""
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3)).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 1.5)
+
+
+def pixel_views(original, crop, corner):
+    """The refining stage's views (scale 1, 32 px patches, 96 px windows) and where the top-left patch
+    truly lies in its window."""
+    windows, patches, origins = refine_views(original, crop, corner, 1.0, 32, 96)
+    return torch.from_numpy(windows[None]), torch.from_numpy(patches[None]), origins[0]
+
+
+def test_pixel_fit_puts_a_true_crop_at_its_exact_place_from_a_rough_estimate():
+    original = textured_photo(300, 400)
+    x, y, w, h = 123, 77, 150, 110
+    windows, patches, origin = pixel_views(original, original[y:y + h, x:x + w], (x + 9, y - 7))
+    truth = torch.tensor([x, y]) - torch.from_numpy(origin)
+    stats, fitted = pixel_fit(windows, patches, (truth + torch.tensor([5.0, -6.0]))[None], centre=32.0)
+    assert torch.equal(fitted[0, 0], truth.float())
+    assert torch.equal(fitted[0, 1], 64 - truth.float())  # the bottom-right patch, mirrored
+    assert stats[0, 0] < -8 and stats[0, 1] < np.log(1e-3)  # no residual; none of either patch off the image
+
+
+def test_pixel_fit_leaves_a_resized_crop_and_a_region_past_the_border_with_what_gives_them_away():
+    original = textured_photo(300, 400, seed=1)
+    x, y, w, h = 123, 77, 150, 110
+    estimate = torch.tensor([[32.0, 32.0]])
+    true_stats, _ = pixel_fit(*pixel_views(original, original[y:y + h, x:x + w], (x, y))[:2], estimate, centre=32.0)
+    resized = cv2.resize(original[y:y + h, x:x + w], (round(w * 1.08), round(h * 1.08)), interpolation=cv2.INTER_LINEAR)
+    resized_stats, _ = pixel_fit(*pixel_views(original, resized, (x, y))[:2], estimate, centre=32.0)
+    assert resized_stats[0, 0] > true_stats[0, 0] + 5  # log residual: over e^5 = 150 times the true crop's
+    wider = np.pad(original, ((0, 0), (0, 60), (0, 0)), mode="reflect")  # the scene continues past the right edge
+    past = wider[y:y + h, 300:300 + w]  # 50 of its 150 columns are not the original's
+    border_stats, _ = pixel_fit(*pixel_views(original, past, (300, y))[:2], estimate, centre=32.0)
+    assert border_stats[0, 1] > np.log(0.1)  # over a tenth of the patches hangs past the original
+
+
+def test_a_pixel_head_added_to_a_trained_refiner_starts_silent(tmp_path):
+    """Adding the pixel fit to a checkpoint's refining stage (train --refine-pixels --init) changes
+    nothing it answers until it is trained; a refiner with it saves and loads like any other."""
+    model = build_model(refine_config()).eval()
+    saved = {"synth_config": SynthConfig(), "train_config": TrainConfig(), "epoch": 0, "metrics": {}}
+    save_checkpoint(tmp_path / "plain.pt", model, **saved)
+    checkpoint = load_checkpoint(tmp_path / "plain.pt")
+    with_pixels = model_from_checkpoint(checkpoint, model_config=refine_config(refine_pixels=True)).eval()
+    windows, patches = torch.randn(2, 2, 4, 96, 96), torch.randn(2, 2, 4, 32, 32)
+    windows[:, :, 3], patches[:, :, 3] = 1.0, 1.0
+    with torch.no_grad():
+        before, after = model.refiner(windows, patches), with_pixels.refiner(windows, patches)
+    assert torch.allclose(before.paired_logits, after.paired_logits)
+    save_checkpoint(tmp_path / "pixels.pt", with_pixels, **saved)
+    reloaded = model_from_checkpoint(load_checkpoint(tmp_path / "pixels.pt")).eval()
+    assert reloaded.config.refine_pixels
+    with torch.no_grad():
+        assert torch.equal(reloaded.refiner(windows, patches).offsets, after.offsets)

@@ -246,6 +246,25 @@ def test_refining_stage_is_added_to_a_siamese_checkpoint_and_trained_alone(tmp_p
               train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"), echo=lambda _: None)
 
 
+def test_pixel_fit_is_added_to_a_refining_stage_and_trained_with_it(tmp_path, photo_folder):
+    """--stage refine --refine-pixels --init from a refining checkpoint without it: the stage's old weights are
+    the start, the pixel head is new (its last layer starts at zero) and is what training moves."""
+    short = {"epochs": 1, "pairs_per_epoch": 16, "val_pairs": 8, "batch_size": 8, "workers": 0}
+    small = ModelConfig(arch="siamese-resnet18", input_size=64, head_hidden=16, feature_dim=16, refine_zoom=4.0,
+                        refine_patch=32, refine_window=96)
+    train(photo_folder, tmp_path / "refine", model_config=small, synth_config=SynthConfig(),
+          train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"), echo=lambda _: None)
+    train(photo_folder, tmp_path / "pixels", model_config=ModelConfig(refine_pixels=True), synth_config=SynthConfig(),
+          train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"),
+          init=tmp_path / "refine" / "last.pt", echo=lambda _: None)
+    checkpoint = load_checkpoint(tmp_path / "pixels" / "last.pt")
+    assert checkpoint["model_config"]["refine_pixels"] is True and checkpoint["model_config"]["refine_window"] == 96
+    model = model_from_checkpoint(checkpoint)
+    assert model.refiner.pixel_paired[-1].weight.abs().sum() > 0  # trained away from its silent start
+    before = model_from_checkpoint(load_checkpoint(tmp_path / "refine" / "last.pt"))
+    assert torch.equal(model.trunk[0].weight, before.trunk[0].weight)  # the first stage untouched
+
+
 def test_torchrun_trains_with_two_processes(tmp_path):
     """2 CPU processes under torchrun (gloo): one log and one set of checkpoints, every epoch's pairs seen once."""
     folder = tmp_path / "photos"
