@@ -361,13 +361,13 @@ def grouped_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.T
     return F.conv2d(regions.reshape(1, n * channels, side, side), kernels, groups=n)[0]
 
 
-def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tensor, centre: float,
+def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tensor,
               radius: int = PIXEL_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit the crop's two corner patches to their windows pixel by pixel, near the features' estimate.
 
     windows (B, 2, 4, W, W), patches (B, 2, 4, P, P) as `Refiner` takes them; estimate (B, 2): the
     top-left patch's (x, y) in its window, view px. A true crop's bottom-right patch then lies at
-    2 * centre minus that in its (half-turned) window, so the two are fitted jointly: every place
+    W - P minus that in its (half-turned) window, so the two are fitted jointly: every place
     within `radius` whole view px is tried for both corners at once, and a resized crop, whose
     corners cannot both fit, keeps a large residual wherever it is put.
 
@@ -384,7 +384,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     patch_rgb, patch_valid = blurred_valid(patches.flatten(0, 1))
     # Where each corner's square of candidate places starts, the bottom-right's mirrored.
     start = (estimate.detach().round().long() - radius).clamp(0, size - side)  # (B, 2)
-    starts = torch.stack([start, round(2 * centre) - (side - patch) - start], 1).flatten(0, 1).clamp(0, size - side)
+    starts = torch.stack([start, size - side - start], 1).flatten(0, 1)
     regions = gather_regions(torch.cat([window_rgb, window_valid], 1), starts, side)
     rgb, valid = regions[:, :3] * regions[:, 3:], regions[:, 3:]
     kernel = patch_rgb * patch_valid
@@ -406,6 +406,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     each = squares[pick, :, best_y, best_x] / (3 * counts[pick, :, best_y, best_x]).clamp(min=1)  # (B, 2)
     both_valid = patch_valid[..., 1:] * patch_valid[..., :-1]
     step = ((patch_rgb[..., 1:] - patch_rgb[..., :-1]) ** 2 * both_valid).sum((1, 2, 3))  # one-pixel steps along x
+    # Per valid pixel rather than per step counted (a column fewer): the shipped head was trained on this.
     texture = (step / (3 * patch_valid.sum((1, 2, 3))).clamp(min=1)).view(batch, 2).min(1).values
     off_image = 1 - cover[pick, best_y, best_x]  # a true crop: 0; a region past the border: its overhang
     stats = torch.stack([joint[pick, best_y, best_x].clamp(max=1e2), off_image, each.max(1).values,
@@ -413,7 +414,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     # Logarithms: what tells a true crop from a near miss is a residual or an overhang near 0, against 1e-3 or 5%.
     stats = torch.log(stats.clamp(min=0) + 1e-4)
     top_left = start + torch.stack([best_x, best_y], 1)
-    return stats, torch.stack([top_left, round(2 * centre) - top_left], 1).to(windows.dtype)
+    return stats, torch.stack([top_left, size - patch - top_left], 1).to(windows.dtype)
 
 
 class RefineOutput(NamedTuple):
@@ -499,7 +500,7 @@ class Refiner(nn.Module):
         paired_logits = self.paired(torch.cat([stats, disagreement, disagreement.norm(dim=1, keepdim=True)], 1))
         if self.config.refine_pixels:
             estimate = (pair_offsets[:, 0] + 2 * centre - pair_offsets[:, 1]) / 2  # both corners' word on the top-left
-            pixel_stats, fitted = pixel_fit(windows, patches, estimate, centre)
+            pixel_stats, fitted = pixel_fit(windows, patches, estimate)
             paired_logits = paired_logits + self.pixel_paired(pixel_stats)
             if not self.training:  # the answer's corner is the pixel fit; training's loss is on the soft-argmax
                 pair_offsets = fitted

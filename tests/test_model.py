@@ -285,7 +285,7 @@ def test_pixel_fit_puts_a_true_crop_at_its_exact_place_from_a_rough_estimate():
     x, y, w, h = 123, 77, 150, 110
     windows, patches, origin = pixel_views(original, original[y:y + h, x:x + w], (x + 9, y - 7))
     truth = torch.tensor([x, y]) - torch.from_numpy(origin)
-    stats, fitted = pixel_fit(windows, patches, (truth + torch.tensor([5.0, -6.0]))[None], centre=32.0)
+    stats, fitted = pixel_fit(windows, patches, (truth + torch.tensor([5.0, -6.0]))[None])
     assert torch.equal(fitted[0, 0], truth.float())
     assert torch.equal(fitted[0, 1], 64 - truth.float())  # the bottom-right patch, mirrored
     assert stats[0, 0] < -8 and stats[0, 1] < np.log(1e-3)  # no residual; none of either patch off the image
@@ -295,13 +295,13 @@ def test_pixel_fit_leaves_a_resized_crop_and_a_region_past_the_border_with_what_
     original = textured_photo(300, 400, seed=1)
     x, y, w, h = 123, 77, 150, 110
     estimate = torch.tensor([[32.0, 32.0]])
-    true_stats, _ = pixel_fit(*pixel_views(original, original[y:y + h, x:x + w], (x, y))[:2], estimate, centre=32.0)
+    true_stats, _ = pixel_fit(*pixel_views(original, original[y:y + h, x:x + w], (x, y))[:2], estimate)
     resized = cv2.resize(original[y:y + h, x:x + w], (round(w * 1.08), round(h * 1.08)), interpolation=cv2.INTER_LINEAR)
-    resized_stats, _ = pixel_fit(*pixel_views(original, resized, (x, y))[:2], estimate, centre=32.0)
+    resized_stats, _ = pixel_fit(*pixel_views(original, resized, (x, y))[:2], estimate)
     assert resized_stats[0, 0] > true_stats[0, 0] + 5  # log residual: over e^5 = 150 times the true crop's
     wider = np.pad(original, ((0, 0), (0, 60), (0, 0)), mode="reflect")  # the scene continues past the right edge
     past = wider[y:y + h, 300:300 + w]  # 50 of its 150 columns are not the original's
-    border_stats, _ = pixel_fit(*pixel_views(original, past, (300, y))[:2], estimate, centre=32.0)
+    border_stats, _ = pixel_fit(*pixel_views(original, past, (300, y))[:2], estimate)
     assert border_stats[0, 1] > np.log(0.1)  # over a tenth of the patches hangs past the original
 
 
