@@ -77,7 +77,8 @@ def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoin
 
     A `model_config` that adds a refining stage to the stored one gives the checkpoint's
     network with a new refining stage, started from its first stage's features; one that adds
-    the pixel fit to a refining stage gives that stage with a pixel head that does not yet speak.
+    the pixel fit (or the whole crop's fit) to a refining stage gives that stage with a head for it that
+    does not yet speak.
     """
     stored = configs_from_checkpoint(checkpoint)[0]
     model = build_model(model_config or stored)
@@ -87,6 +88,8 @@ def model_from_checkpoint(checkpoint: dict, path: str | os.PathLike = "checkpoin
         new_parts = ("refiner.",)
     elif model_config is not None and model_config.refine_pixels and not stored.refine_pixels:
         new_parts = ("refiner.pixel_paired.",)
+    elif model_config is not None and model_config.refine_crop_side and not stored.refine_crop_side:
+        new_parts = ("refiner.crop_paired.",)
     try:
         missing, unexpected = model.load_state_dict(state, strict=not new_parts)
     except RuntimeError:

@@ -68,6 +68,11 @@ class ModelConfig:
     # and reads the residual: a resized crop or a region past the border fits its features, not its pixels.
     # Part of the refining stage: without refine_zoom there is nothing for it to do.
     refine_pixels: bool = False
+    # The refining stage's last look: the whole crop compared with the original under the corner it found,
+    # pixel by pixel, seen with its longer side at this many px (or at the closer view's scale, if that is
+    # smaller; model.crop_fit). 0 leaves it out. The corner patches above see only a small part of a large crop.
+    # Like the pixel fit, part of the refining stage: without refine_zoom there is nothing for it to do.
+    refine_crop_side: int = 0
 
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):
@@ -107,14 +112,15 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # DataLoader processes synthesizing pairs
     amp: bool = False  # mixed precision: float16 on a GPU, bfloat16 on a CPU
-    # "match": train the network; "refine": train only its refining stage, the rest frozen.
+    # "match": train the network; "refine": train only its refining stage, the rest frozen;
+    # "crop-fit": train only the refining stage's whole-crop head (model.crop_fit), the rest frozen.
     stage: str = "match"
     # refine: the first stage's corner error is simulated, as this share of the original's side (std per axis)
     refine_jitter: float = 0.04
 
     def __post_init__(self):
-        if self.stage not in ("match", "refine"):
-            raise ValueError(f"stage must be 'match' or 'refine', not {self.stage!r}")
+        if self.stage not in ("match", "refine", "crop-fit"):
+            raise ValueError(f"stage must be 'match', 'refine' or 'crop-fit', not {self.stage!r}")
 
 
 def config_from_dict(cls, values: dict):

@@ -431,6 +431,33 @@ def refine_views(original: np.ndarray, crop: np.ndarray, corner, scale: float, p
     return np.stack(windows), np.stack(patches), np.array(origins, dtype=np.float32)
 
 
+CROP_FIT_RADIUS = 8  # view px the whole crop's fit moves the crop each way around the corner found
+
+
+def crop_fit_scale(original_size, crop_size, input_size: int, zoom: float, side: int) -> float:
+    """The scale of the whole crop's fit: the crop's longer side at `side` px, unless the closer
+    view (`refine_scale`) is coarser; a net answers from images decoded at that view's scale."""
+    return min(refine_scale((original_size, crop_size), input_size, zoom), side / max(crop_size))
+
+
+def crop_fit_views(original: np.ndarray, crop: np.ndarray, corners, scale: float, side: int,
+                   radius: int = CROP_FIT_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """The input of `model.crop_fit` for a crop believed to lie at each of `corners` (x, y) in `original`.
+
+    Returns the crop (4, side, side), from its top-left, and for each corner the original's region
+    (n, 4, side + 2 radius, side + 2 radius) starting `radius` px before it; all seen at `scale`
+    (at most 1), with a mask channel as `zoomed_view` makes. The original is reduced once for all corners.
+    """
+    scale = min(scale, 1.0)  # arrays decoded a little coarser than asked are compared as they are
+    shrunk = original
+    if scale < 1:
+        size = (max(1, round(original.shape[1] * scale)), max(1, round(original.shape[0] * scale)))
+        shrunk = cv2.resize(np.ascontiguousarray(original), size, interpolation=cv2.INTER_AREA)
+    regions = [zoomed_view(shrunk, round(x * scale) - radius, round(y * scale) - radius, side + 2 * radius, 1.0)
+               for x, y in corners]
+    return zoomed_view(crop, 0, 0, side, scale), np.stack(regions)
+
+
 def refine_targets(top_left, origins: np.ndarray, scale: float, original_size, crop_size) -> np.ndarray:
     """(2, 2): where the crop's patch lies in each window of `refine_views`, in view px."""
     top_left, original_size, crop_size = (np.asarray(v, dtype=np.float32) for v in (top_left, original_size,
@@ -456,8 +483,9 @@ class RefineTransform:
     to be found.
     """
 
-    def __init__(self, *, input_size: int, zoom: float, patch: int, window: int, jitter: float):
+    def __init__(self, *, input_size: int, zoom: float, patch: int, window: int, jitter: float, crop_side: int = 0):
         self.input_size, self.zoom, self.patch, self.window, self.jitter = input_size, zoom, patch, window, jitter
+        self.crop_side = crop_side  # the whole crop's fit (ModelConfig.refine_crop_side); 0: not made
 
     def __call__(self, pair: Pair, rng: np.random.Generator) -> dict:
         original, crop = pair.original, pair.crop
@@ -472,7 +500,7 @@ class RefineTransform:
         error = np.clip(rng.normal(0.0, self.jitter * max(original_size), size=2), -0.9 * reach, 0.9 * reach)
         corner = np.round(np.asarray(truth) + error)
         windows, patches, origins = refine_views(original, crop, corner, scale, self.patch, self.window)
-        return {
+        item = {
             "windows": windows,
             "patches": patches,
             "offsets": refine_targets(truth, origins, scale, original_size, crop_size).astype(np.float32),
@@ -484,3 +512,12 @@ class RefineTransform:
             "original_size": np.array(original_size, dtype=np.int64),
             "crop_size": np.array(crop_size, dtype=np.int64),
         }
+        if self.crop_side:
+            # Compared where this stage puts the corner: for a true crop the truth within a few view px
+            # (the fit's own search forgives them), for the rest where their content comes from.
+            fit_scale = crop_fit_scale(original_size, crop_size, self.input_size, self.zoom, self.crop_side)
+            error = np.clip(rng.normal(0.0, 2.0, size=2), -6, 6) / fit_scale
+            item["crops"], regions = crop_fit_views(original, crop, [np.asarray(truth) + error], fit_scale,
+                                                    self.crop_side)
+            item["regions"] = regions[0]
+        return item

@@ -96,7 +96,8 @@ def predict_refine_loader(refiner, loader, device) -> dict:
     columns = {k: [] for k in ("paired_prob", "offsets", *targets)}
     for batch in loader:
         with torch.no_grad():
-            output = refiner(batch["windows"].to(device), batch["patches"].to(device))
+            crop_fit = [batch[k].to(device) for k in ("regions", "crops") if k in batch]  # when the stage has one
+            output = refiner(batch["windows"].to(device), batch["patches"].to(device), *crop_fit)
         columns["paired_prob"].append(output.paired_logits.float().softmax(1)[:, 1].cpu())
         columns["offsets"].append(output.offsets.float().cpu())
         for key in targets:

@@ -361,6 +361,27 @@ def grouped_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.T
     return F.conv2d(regions.reshape(1, n * channels, side, side), kernels, groups=n)[0]
 
 
+def masked_squares(region_rgb: torch.Tensor, region_valid: torch.Tensor, patch_rgb: torch.Tensor,
+                   patch_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each patch (n, 3, P, P) at every place in its own region (n, 3, L, L), over the pixels both have
+    (the `valid` masks, (n, 1, ., .)): the summed squared differences and the number of pixels compared,
+    (n, o, o) each. Computed as sum r^2 - 2 r.p + p^2, three grouped correlations.
+    """
+    rgb = region_rgb * region_valid
+    kernel = patch_rgb * patch_valid
+    squares = (grouped_correlation((rgb * rgb).sum(1, keepdim=True), patch_valid) - 2 * grouped_correlation(rgb, kernel)
+               + grouped_correlation(region_valid, (kernel * kernel).sum(1, keepdim=True)))
+    return squares, grouped_correlation(region_valid, patch_valid)
+
+
+def mean_step(rgb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(n,): the texture of each view (n, 3, S, S), the mean squared one-pixel step along x where `valid`."""
+    both_valid = valid[..., 1:] * valid[..., :-1]
+    step = ((rgb[..., 1:] - rgb[..., :-1]) ** 2 * both_valid).sum((1, 2, 3))
+    # Per valid pixel rather than per step counted (a column fewer): the pixel head was trained on this.
+    return step / (3 * valid.sum((1, 2, 3))).clamp(min=1)
+
+
 def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tensor,
               radius: int = PIXEL_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit the crop's two corner patches to their windows pixel by pixel, near the features' estimate.
@@ -386,12 +407,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     start = (estimate.detach().round().long() - radius).clamp(0, size - side)  # (B, 2)
     starts = torch.stack([start, size - side - start], 1).flatten(0, 1)
     regions = gather_regions(torch.cat([window_rgb, window_valid], 1), starts, side)
-    rgb, valid = regions[:, :3] * regions[:, 3:], regions[:, 3:]
-    kernel = patch_rgb * patch_valid
-    # Masked squared differences at every place: sum w^2 - 2 w.p + p^2 over pixels both images have there.
-    squares = (grouped_correlation((rgb * rgb).sum(1, keepdim=True), patch_valid) - 2 * grouped_correlation(rgb, kernel)
-               + grouped_correlation(valid, (kernel * kernel).sum(1, keepdim=True)))
-    counts = grouped_correlation(valid, patch_valid)  # (2B, o, o) pixels compared
+    squares, counts = masked_squares(regions[:, :3], regions[:, 3:], patch_rgb, patch_valid)  # (2B, o, o) each
     squares, counts = squares.view(batch, 2, *squares.shape[1:]), counts.view(batch, 2, *counts.shape[1:])
     # The bottom-right's place for top-left place d is the mirror image: flip its map both ways.
     squares[:, 1], counts[:, 1] = squares[:, 1].flip(-1, -2), counts[:, 1].flip(-1, -2)
@@ -404,10 +420,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     best_y, best_x = torch.div(best, reach, rounding_mode="floor"), best % reach
     pick = torch.arange(batch, device=windows.device)
     each = squares[pick, :, best_y, best_x] / (3 * counts[pick, :, best_y, best_x]).clamp(min=1)  # (B, 2)
-    both_valid = patch_valid[..., 1:] * patch_valid[..., :-1]
-    step = ((patch_rgb[..., 1:] - patch_rgb[..., :-1]) ** 2 * both_valid).sum((1, 2, 3))  # one-pixel steps along x
-    # Per valid pixel rather than per step counted (a column fewer): the shipped head was trained on this.
-    texture = (step / (3 * patch_valid.sum((1, 2, 3))).clamp(min=1)).view(batch, 2).min(1).values
+    texture = mean_step(patch_rgb, patch_valid).view(batch, 2).min(1).values
     off_image = 1 - cover[pick, best_y, best_x]  # a true crop: 0; a region past the border: its overhang
     stats = torch.stack([joint[pick, best_y, best_x].clamp(max=1e2), off_image, each.max(1).values,
                          each.min(1).values, texture], 1)
@@ -415,6 +428,33 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     stats = torch.log(stats.clamp(min=0) + 1e-4)
     top_left = start + torch.stack([best_x, best_y], 1)
     return stats, torch.stack([top_left, size - patch - top_left], 1).to(windows.dtype)
+
+
+CROP_STATS = 3
+
+
+def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """Compare the whole crop with the original under it, pixel by pixel, at a reduced scale.
+
+    crops (B, 4, S, S): the crop from its top-left, with its mask; regions (B, 4, S + 2r, S + 2r):
+    the original from r view px before the corner found (`data.crop_fit_views`, r = its
+    `CROP_FIT_RADIUS`). The corner patches of `pixel_fit` see a small part of a large crop; here
+    every pixel of it is compared, so an edge anywhere inside a resized crop, or a flipped one, shows.
+    The crop is tried at every place within r px (2r + 1 on each axis): a resized crop keeps its
+    residual wherever it is put, and the corner it is given need not be exact.
+
+    Returns (B, CROP_STATS), logarithms: the mean squared residual of the blurred pixels at the best
+    place, the share of the crop off the image there, and the crop's texture.
+    """
+    region_rgb, region_valid = blurred_valid(regions)
+    crop_rgb, crop_valid = blurred_valid(crops)
+    squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid)  # (B, o, o)
+    cover = counts / crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
+    residual = squares / (3 * counts).clamp(min=1) + (cover < 0.5) * 1e3  # hardly meeting the image: no fit
+    best = residual.flatten(1).argmin(1, keepdim=True)
+    stats = torch.stack([residual.flatten(1).gather(1, best)[:, 0].clamp(max=1e2),
+                         1 - cover.flatten(1).gather(1, best)[:, 0], mean_step(crop_rgb, crop_valid)], 1)
+    return torch.log(stats.clamp(min=0) + 1e-4)
 
 
 class RefineOutput(NamedTuple):
@@ -453,6 +493,16 @@ class Refiner(nn.Module):
             self.pixel_paired = mlp(PIXEL_STATS, config.head_hidden, 2)
             nn.init.zeros_(self.pixel_paired[-1].weight)
             nn.init.zeros_(self.pixel_paired[-1].bias)
+        if config.refine_crop_side:
+            # Reads the whole crop's fit (`crop_fit`) where this stage put the corner; added in the same way.
+            self.crop_paired = mlp(CROP_STATS, config.head_hidden, 2)
+            nn.init.zeros_(self.crop_paired[-1].weight)
+            nn.init.zeros_(self.crop_paired[-1].bias)
+
+    def crop_logits(self, regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+        """(B, 2): what the whole crop's fit adds to `forward`'s paired logits, at the corner that gave
+        `regions`. A separate step, since the regions are cut where `forward`'s offsets put the corner."""
+        return self.crop_paired(crop_fit(regions, crops))
 
     def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8).
@@ -464,7 +514,9 @@ class Refiner(nn.Module):
         cells[:, :, 0, 0] = torch.maximum(cells[:, :, 0, 0], (views[:, 3, 0, 0] > 0).float()[:, None])
         return F.normalize(self.project(self.trunk(views[:, :3])), dim=1) * cells, cells
 
-    def forward(self, windows: torch.Tensor, patches: torch.Tensor) -> RefineOutput:
+    def forward(self, windows: torch.Tensor, patches: torch.Tensor, regions: torch.Tensor | None = None,
+                crops: torch.Tensor | None = None) -> RefineOutput:
+        """`regions` and `crops` (see `crop_logits`), when given, add the whole crop's fit to the decision."""
         batch = windows.shape[0]
         window_features, window_cells = self.features(windows.flatten(0, 1))  # (2B, D, w, w)
         patch_features, patch_cells = self.features(patches.flatten(0, 1))  # (2B, D, p, p)
@@ -504,4 +556,6 @@ class Refiner(nn.Module):
             paired_logits = paired_logits + self.pixel_paired(pixel_stats)
             if not self.training:  # the answer's corner is the pixel fit; training's loss is on the soft-argmax
                 pair_offsets = fitted
+        if regions is not None:
+            paired_logits = paired_logits + self.crop_logits(regions, crops)
         return RefineOutput(paired_logits, pair_offsets)

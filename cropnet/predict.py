@@ -193,7 +193,7 @@ class Predictor:
             return proposal
         import torch
 
-        from .data import refine_scale, refine_views, refined_corner
+        from .data import crop_fit_scale, crop_fit_views, refine_scale, refine_views, refined_corner
 
         size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
         (original, original_size), (crop, crop_size) = ((b, size_b), (a, size_a)) if proposal.swapped else \
@@ -208,7 +208,18 @@ class Predictor:
         with torch.no_grad():
             output = self.model.refiner(torch.from_numpy(np.stack([v[0] for v in views])).to(self.device),
                                         torch.from_numpy(np.stack([v[1] for v in views])).to(self.device))
-        probabilities = output.paired_logits.softmax(1)[:, 1].cpu().numpy()
+        logits = output.paired_logits
+        if config.refine_crop_side:  # the whole crop compared where each look put the corner (array px)
+            found = [refined_corner(offsets, view[2], scale, original.shape[1::-1], crop.shape[1::-1])
+                     for offsets, view in zip(output.offsets.cpu().numpy(), views, strict=True)]
+            fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
+                                       config.refine_crop_side) / resolution
+            crop_view, regions = crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side)
+            crops = torch.from_numpy(crop_view)[None].expand(len(found), -1, -1, -1)
+            with torch.no_grad():
+                logits = logits + self.model.refiner.crop_logits(torch.from_numpy(regions).to(self.device),
+                                                                 crops.to(self.device))
+        probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely
         paired_prob = float(probabilities[best])
         refined = refined_corner(output.offsets[best].cpu().numpy(), views[best][2], scale, original.shape[1::-1],

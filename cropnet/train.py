@@ -51,9 +51,9 @@ def compute_refine_loss(output: RefineOutput, batch: dict) -> tuple[torch.Tensor
 
 
 def forward_and_loss(model, batch: dict, stage: str, top_left_weight: float) -> tuple[torch.Tensor, dict]:
-    """`model` is the whole network for stage "match", its refiner for "refine" (either maybe DDP-wrapped)."""
-    if stage == "refine":
-        output = model(batch["windows"], batch["patches"])
+    """`model` is the whole network for stage "match", its refiner for the others (either maybe DDP-wrapped)."""
+    if stage in ("refine", "crop-fit"):
+        output = model(batch["windows"], batch["patches"], batch.get("regions"), batch.get("crops"))
         return compute_refine_loss(RefineOutput(*(t.float() for t in output)), batch)
     output = model(batch["image"])
     return compute_loss(CropNetOutput(*(t.float() for t in output)), batch, top_left_weight)
@@ -63,6 +63,10 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, top_left_weight
                     scaler=None, show_progress: bool = True, stage: str = "match") -> dict:
     """One pass over `loader`. With a `scaler` (torch.amp.GradScaler), forward passes run in mixed precision."""
     model.train()
+    if stage == "crop-fit":  # only the whole-crop head learns: the rest keeps its batch-norm statistics
+        refiner = getattr(model, "module", model)  # under DDP, the wrapped refiner
+        refiner.eval()
+        refiner.crop_paired.train()
     totals = {}
     steps = 0
     amp = scaler is not None
@@ -195,6 +199,8 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
                              refine_patch=model_config.refine_patch, refine_window=model_config.refine_window)
         if train_config.stage == "refine" and model_config.refine_pixels:  # ... and its pixel fit
             stored = replace(stored, refine_pixels=True)
+        if train_config.stage == "crop-fit" and model_config.refine_crop_side:  # ... or its whole-crop fit
+            stored = replace(stored, refine_crop_side=model_config.refine_crop_side)
         model_config = stored
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")
@@ -204,10 +210,12 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         stored.epochs = max(stored.epochs, train_config.epochs)
         train_config = stored
 
-    refine = train_config.stage == "refine"
+    refine = train_config.stage in ("refine", "crop-fit")
     if refine and not model_config.refine_zoom:  # said before any photo is decoded
-        raise TrainingError("--stage refine needs a siamese model with a refining stage (--refine-zoom), "
-                            "or --init from a siamese checkpoint")
+        raise TrainingError(f"--stage {train_config.stage} needs a siamese model with a refining stage "
+                            "(--refine-zoom), or --init from a siamese checkpoint")
+    if train_config.stage == "crop-fit" and not model_config.refine_crop_side:
+        raise TrainingError("--stage crop-fit trains the whole crop's fit: give --refine-crop-side")
     train_photos, val_photos = prepare_photos(images_dir, synth_config, max_pixels)
     echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation"
          + (f", {len(train_photos.skipped)} skipped" if train_photos.skipped else ""))
@@ -217,7 +225,7 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     if refine:
         transform = RefineTransform(input_size=model_config.input_size, zoom=model_config.refine_zoom,
                                     patch=model_config.refine_patch, window=model_config.refine_window,
-                                    jitter=train_config.refine_jitter)
+                                    jitter=train_config.refine_jitter, crop_side=model_config.refine_crop_side)
     else:
         transform = PairTransform(input_size=model_config.input_size, fit=model_config.fit,
                                   masks=model_config.siamese)
@@ -251,7 +259,11 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     # What the optimizer steps through: the whole network, or only its refining stage (the first
     # stage stays as it is, and unused). `model` itself is what is validated and saved.
     trained = model.refiner if refine else model
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    if train_config.stage == "crop-fit":  # the refining stage as it is, but for its whole-crop head
+        for name, parameter in trained.named_parameters():
+            parameter.requires_grad = name.startswith("crop_paired.")
+    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=train_config.lr,
+                                  weight_decay=train_config.weight_decay)
     if place.world_size > 1:
         if train_config.freeze_epochs:
             raise TrainingError("--freeze-epochs cannot be used with torchrun (DDP needs a fixed set of parameters)")

@@ -11,13 +11,14 @@ from conftest import REPO
 
 from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
-from cropnet.data import refine_views
+from cropnet.data import CROP_FIT_RADIUS, crop_fit_views, refine_views
 from cropnet.model import (
     STRIDE,
     CropNet,
     CropNetOutput,
     Matches,
     build_model,
+    crop_fit,
     match,
     peak_corners,
     pixel_fit,
@@ -323,3 +324,56 @@ def test_a_pixel_head_added_to_a_trained_refiner_starts_silent(tmp_path):
     assert reloaded.config.refine_pixels
     with torch.no_grad():
         assert torch.equal(reloaded.refiner(windows, patches).offsets, after.offsets)
+
+
+def crop_fit_stats(original, crop, corner, scale=1.0, side=160):
+    crops, regions = crop_fit_views(original, crop, [corner], scale, side)
+    return crop_fit(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0]
+
+
+def test_crop_fit_views_put_a_true_crop_over_its_own_pixels():
+    original = textured_photo(300, 400, seed=2)
+    x, y, w, h = 123, 77, 150, 110
+    crops, regions = crop_fit_views(original, original[y:y + h, x:x + w], [(x, y), (x - 5, y + 4)], 1.0, 160)
+    r = CROP_FIT_RADIUS
+    assert crops.shape == (4, 160, 160) and regions.shape == (2, 4, 160 + 2 * r, 160 + 2 * r)
+    assert np.array_equal(regions[0, :, r:r + h, r:r + w], crops[:, :h, :w])  # the crop, pixel for pixel
+    assert crops[3, :h, :w].all() and not crops[3, h:].any() and not crops[3, :, w:].any()
+    assert np.array_equal(regions[1, :, r - 4:r - 4 + h, r + 5:r + 5 + w], crops[:, :h, :w])  # the corner 5, -4 off
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_one(scale):
+    original = textured_photo(300, 400, seed=3)
+    x, y, w, h = 123, 77, 150, 110
+    crop = original[y:y + h, x:x + w]
+    true_stats = crop_fit_stats(original, crop, (x + 3, y - 2), scale)  # a corner a few px off is forgiven
+    assert true_stats[0] < np.log(0.01) and true_stats[1] < np.log(1e-3)  # little residual, nothing off the image
+    # At half scale the true crop keeps a residual of its own (its reduced pixels straddle the original's:
+    # x is odd), so the margin asked is a factor e^1.5 = 4.5; at full scale it is e^6 or more.
+    margin = 6 if scale == 1 else 1.5
+    resized = cv2.resize(crop, (round(w * 1.08), round(h * 1.08)), interpolation=cv2.INTER_LINEAR)
+    assert crop_fit_stats(original, resized, (x, y), scale)[0] > true_stats[0] + margin
+    assert crop_fit_stats(original, crop[:, ::-1], (x, y), scale)[0] > true_stats[0] + margin
+    wider = np.pad(original, ((0, 0), (0, 60), (0, 0)), mode="reflect")  # the scene continues past the right edge
+    past = wider[y:y + h, 300:300 + w]  # 50 of its 150 columns are not the original's
+    assert crop_fit_stats(original, past, (300, y), scale)[1] > np.log(0.2)  # a third hangs past the original
+
+
+def test_a_crop_head_added_to_a_trained_refiner_starts_silent(tmp_path):
+    """Adding the whole crop's fit (train --stage crop-fit --init) changes nothing the refining stage
+    answers until it is trained; the checkpoint keeps it."""
+    model = build_model(refine_config(refine_pixels=True)).eval()
+    saved = {"synth_config": SynthConfig(), "train_config": TrainConfig(), "epoch": 0, "metrics": {}}
+    save_checkpoint(tmp_path / "plain.pt", model, **saved)
+    with_crop = model_from_checkpoint(load_checkpoint(tmp_path / "plain.pt"),
+                                      model_config=refine_config(refine_pixels=True, refine_crop_side=48)).eval()
+    windows, patches = torch.randn(2, 2, 4, 96, 96), torch.randn(2, 2, 4, 32, 32)
+    windows[:, :, 3], patches[:, :, 3] = 1.0, 1.0
+    regions, crops = torch.randn(2, 4, 64, 64), torch.randn(2, 4, 48, 48)
+    regions[:, 3], crops[:, 3] = 1.0, 1.0
+    with torch.no_grad():
+        before, after = model.refiner(windows, patches), with_crop.refiner(windows, patches, regions, crops)
+    assert torch.allclose(before.paired_logits, after.paired_logits)
+    save_checkpoint(tmp_path / "crop.pt", with_crop, **saved)
+    assert model_from_checkpoint(load_checkpoint(tmp_path / "crop.pt")).config.refine_crop_side == 48

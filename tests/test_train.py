@@ -265,6 +265,38 @@ def test_pixel_fit_is_added_to_a_refining_stage_and_trained_with_it(tmp_path, ph
     assert torch.equal(model.trunk[0].weight, before.trunk[0].weight)  # the first stage untouched
 
 
+def test_crop_fit_stage_trains_only_the_whole_crop_head(tmp_path, photo_folder):
+    """--stage crop-fit --refine-crop-side --init: the new head is the only thing that moves, and `predict`
+    (--method net) answers with it."""
+    short = {"epochs": 1, "pairs_per_epoch": 16, "val_pairs": 8, "batch_size": 8, "workers": 0}
+    small = ModelConfig(arch="siamese-resnet18", input_size=64, head_hidden=16, feature_dim=16, refine_zoom=4.0,
+                        refine_patch=32, refine_window=96, refine_pixels=True)
+    train(photo_folder, tmp_path / "refine", model_config=small, synth_config=SynthConfig(),
+          train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"), echo=lambda _: None)
+    train(photo_folder, tmp_path / "crop", model_config=ModelConfig(refine_crop_side=48), synth_config=SynthConfig(),
+          train_config=TrainConfig(**short, stage="crop-fit"), device=torch.device("cpu"),
+          init=tmp_path / "refine" / "last.pt", echo=lambda _: None)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "crop" / "last.pt"))
+    assert model.config.refine_crop_side == 48 and model.config.refine_pixels
+    assert model.refiner.crop_paired[-1].weight.abs().sum() > 0  # trained away from its silent start
+    before = model_from_checkpoint(load_checkpoint(tmp_path / "refine" / "last.pt")).state_dict()
+    for name, value in model.state_dict().items():
+        if not name.startswith("refiner.crop_paired."):
+            assert torch.equal(value, before[name]), name  # batch-norm statistics included
+
+    from cropnet.predict import Predictor
+
+    photo = textured_photo(5, 300, 200)
+    predictor = Predictor("net", tmp_path / "crop" / "last.pt", threshold=0.0)  # always "paired": see the corner
+    answer = predictor.predict_arrays(photo, photo[50:150, 100:220])
+    assert answer.paired and answer.swapped is False
+    assert 0 <= answer.top_left[0] <= 300 - 120 and 0 <= answer.top_left[1] <= 200 - 100
+    with pytest.raises(TrainingError, match="--refine-crop-side"):
+        train(photo_folder, tmp_path / "none", model_config=ModelConfig(), synth_config=SynthConfig(),
+              train_config=TrainConfig(**short, stage="crop-fit"), device=torch.device("cpu"),
+              init=tmp_path / "refine" / "last.pt", echo=lambda _: None)
+
+
 def test_torchrun_trains_with_two_processes(tmp_path):
     """2 CPU processes under torchrun (gloo): one log and one set of checkpoints, every epoch's pairs seen once."""
     folder = tmp_path / "photos"
