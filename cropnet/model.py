@@ -461,8 +461,13 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     region_rgb, region_valid = blurred_valid(regions)
     crop_rgb, crop_valid = blurred_valid(crops)
     squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid, fft_correlation)  # (B, o, o)
-    cover = counts / crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
-    residual = squares / (3 * counts).clamp(min=1) + (cover < 0.5) * 1e3  # hardly meeting the image: no fit
+    # What hangs past the image is counted from 2 px beyond its edge: a true crop against the border can
+    # overhang its reduced original by a pixel, as the two are reduced on their own grids. Regions past
+    # the border by less are the pixel fit's to see, at its larger scale.
+    near_image = F.max_pool2d(regions[:, 3:], 5, stride=1, padding=2)
+    possible = crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
+    cover = fft_correlation(near_image, crop_valid) / possible
+    residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * 1e3  # hardly meeting the image
     best = residual.flatten(1).argmin(1, keepdim=True)
     stats = torch.stack([residual.flatten(1).gather(1, best)[:, 0].clamp(max=1e2),
                          1 - cover.flatten(1).gather(1, best)[:, 0], mean_step(crop_rgb, crop_valid)], 1)
