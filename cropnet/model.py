@@ -364,8 +364,9 @@ def grouped_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.T
 def fft_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """`grouped_correlation` through the FFT, for kernels nearly as large as their regions: there a
     direct convolution copies each region once per place (a whole crop of 192 x 192 px at 17 x 17
-    places: about 100 ms a crop). Circular correlation at the regions' own size wraps nothing into
-    the places kept. Float64, so that the sums of squares it is used for keep their small differences.
+    places: about 100 ms a crop, measured while a training run shared the CPU). Circular correlation
+    at the regions' own size wraps nothing into the places kept. One kernel (1, C, P, P) serves every
+    region. Float64, so that the sums of squares it is used for keep their small differences.
     """
     side = regions.shape[-1]
     places = side - kernels.shape[-1] + 1
@@ -448,7 +449,8 @@ CROP_STATS = 3
 def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """Compare the whole crop with the original under it, pixel by pixel, at a reduced scale.
 
-    crops (B, 4, S, S): the crop from its top-left, with its mask; regions (B, 4, S + 2r, S + 2r):
+    crops (B, 4, S, S), or (1, 4, S, S) for one crop at B corners: the crop from its top-left, with
+    its mask; regions (B, 4, S + 2r, S + 2r):
     the original from r view px before the corner found (`data.crop_fit_views`, r = its
     `CROP_FIT_RADIUS`). The corner patches of `pixel_fit` see a small part of a large crop; here
     every pixel of it is compared, so an edge anywhere inside a resized crop, or a flipped one, shows.
@@ -469,8 +471,9 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     cover = fft_correlation(near_image, crop_valid) / possible
     residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * 1e3  # hardly meeting the image
     best = residual.flatten(1).argmin(1, keepdim=True)
+    texture = mean_step(crop_rgb, crop_valid).expand(len(regions))  # one crop's is taken once
     stats = torch.stack([residual.flatten(1).gather(1, best)[:, 0].clamp(max=1e2),
-                         1 - cover.flatten(1).gather(1, best)[:, 0], mean_step(crop_rgb, crop_valid)], 1)
+                         1 - cover.flatten(1).gather(1, best)[:, 0], texture], 1)
     return torch.log(stats.clamp(min=0) + 1e-4)
 
 

@@ -208,22 +208,20 @@ class Predictor:
         with torch.no_grad():
             output = self.model.refiner(torch.from_numpy(np.stack([v[0] for v in views])).to(self.device),
                                         torch.from_numpy(np.stack([v[1] for v in views])).to(self.device))
+        found = [refined_corner(offsets, view[2], scale, original.shape[1::-1], crop.shape[1::-1])
+                 for offsets, view in zip(output.offsets.cpu().numpy(), views, strict=True)]  # array px
         logits = output.paired_logits
-        if config.refine_crop_side:  # the whole crop compared where each look put the corner (array px)
-            found = [refined_corner(offsets, view[2], scale, original.shape[1::-1], crop.shape[1::-1])
-                     for offsets, view in zip(output.offsets.cpu().numpy(), views, strict=True)]
+        if config.refine_crop_side:  # the whole crop compared where each look put the corner
             fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
                                        config.refine_crop_side) / resolution
             crop_view, regions = crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side)
-            crops = torch.from_numpy(crop_view)[None].expand(len(found), -1, -1, -1)
             with torch.no_grad():
                 logits = logits + self.model.refiner.crop_logits(torch.from_numpy(regions).to(self.device),
-                                                                 crops.to(self.device))
+                                                                 torch.from_numpy(crop_view)[None].to(self.device))
         probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely
         paired_prob = float(probabilities[best])
-        refined = refined_corner(output.offsets[best].cpu().numpy(), views[best][2], scale, original.shape[1::-1],
-                                 crop.shape[1::-1]) / resolution
+        refined = found[best] / resolution
         top_left = np.clip(np.round(refined), 0, original_size - crop_size).astype(int)
         return Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),
                         paired_prob, proposal.swapped_prob)
