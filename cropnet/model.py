@@ -355,18 +355,14 @@ def gather_regions(views: torch.Tensor, starts: torch.Tensor, side: int) -> torc
     return views[torch.arange(views.shape[0], device=views.device)[:, None, None, None], channels, rows, cols]
 
 
-def grouped_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """(n, o, o): sum over channels of each region (n, C, L, L) correlated with its own kernel (n, C, P, P)."""
-    n, channels, side, _ = regions.shape
-    return F.conv2d(regions.reshape(1, n * channels, side, side), kernels, groups=n)[0]
-
-
 def fft_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """`grouped_correlation` through the FFT, for kernels nearly as large as their regions: there a
-    direct convolution copies each region once per place (a whole crop of 192 x 192 px at 17 x 17
-    places: about 100 ms a crop, measured while a training run shared the CPU). Circular correlation
-    at the regions' own size wraps nothing into the places kept. One kernel (1, C, P, P) serves every
-    region. Float64, so that the sums of squares it is used for keep their small differences.
+    """(n, o, o): sum over channels of each region (n, C, L, L) correlated with its kernel, through the
+    FFT. Kernels here are nearly as large as their regions, where a direct convolution copies each
+    region once per place (a whole crop of 192 x 192 px at 17 x 17 places: about 100 ms a crop,
+    measured while a training run shared the CPU). Circular correlation
+    at the regions' own size wraps nothing into the places kept. Each region has its own kernel
+    (n, C, P, P), or one kernel (1, C, P, P) serves every region. Float64, so that the sums of squares
+    it is used for keep their small differences.
     """
     side = regions.shape[-1]
     places = side - kernels.shape[-1] + 1
@@ -375,16 +371,16 @@ def fft_correlation(regions: torch.Tensor, kernels: torch.Tensor) -> torch.Tenso
 
 
 def masked_squares(region_rgb: torch.Tensor, region_valid: torch.Tensor, patch_rgb: torch.Tensor,
-                   patch_valid: torch.Tensor, correlate=grouped_correlation) -> tuple[torch.Tensor, torch.Tensor]:
+                   patch_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each patch (n, 3, P, P) at every place in its own region (n, 3, L, L), over the pixels both have
     (the `valid` masks, (n, 1, ., .)): the summed squared differences and the number of pixels compared,
     (n, o, o) each. Computed as sum r^2 - 2 r.p + p^2, three correlations.
     """
     rgb = region_rgb * region_valid
     kernel = patch_rgb * patch_valid
-    squares = (correlate((rgb * rgb).sum(1, keepdim=True), patch_valid) - 2 * correlate(rgb, kernel)
-               + correlate(region_valid, (kernel * kernel).sum(1, keepdim=True)))
-    return squares, correlate(region_valid, patch_valid)
+    squares = (fft_correlation((rgb * rgb).sum(1, keepdim=True), patch_valid) - 2 * fft_correlation(rgb, kernel)
+               + fft_correlation(region_valid, (kernel * kernel).sum(1, keepdim=True)))
+    return squares, fft_correlation(region_valid, patch_valid)
 
 
 def mean_step(rgb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -462,7 +458,7 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """
     region_rgb, region_valid = blurred_valid(regions)
     crop_rgb, crop_valid = blurred_valid(crops)
-    squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid, fft_correlation)  # (B, o, o)
+    squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid)  # (B, o, o)
     # What hangs past the image is counted from 2 px beyond its edge: a true crop against the border can
     # overhang its reduced original by a pixel, as the two are reduced on their own grids. Regions past
     # the border by less are the pixel fit's to see, at its larger scale.
@@ -521,8 +517,21 @@ class Refiner(nn.Module):
 
     def crop_logits(self, regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
         """(B, 2): what the whole crop's fit adds to `forward`'s paired logits, at the corner that gave
-        `regions`. A separate step, since the regions are cut where `forward`'s offsets put the corner."""
-        return self.crop_paired(crop_fit(regions, crops))
+        `regions`. A separate step, since the regions are cut where `forward`'s offsets put the corner.
+
+        Answering (eval mode) it can only take away, a veto: it lowers the "crop" logit where the whole
+        crop does not fit, and never raises it. Allowed to add, the head lifted regions just past the
+        border that the pixel fit had rejected (validation photos: border 0.980 -> 0.922; it is trained
+        at simulated corners, not at the ones the refining stage finds); as a veto it kept 0.980 there
+        and the gain on resized flat crops (docs/network.md). Training adds it whole: a veto from the
+        start never learnt, as its head starts silent at a margin of 0 and one step towards "crop"
+        left no gradient (measured: a 3-epoch run that stayed at its first step).
+        """
+        logits = self.crop_paired(crop_fit(regions, crops))
+        if self.crop_paired.training:  # the crop-fit stage trains this head alone, the rest in eval mode
+            return logits
+        veto = (logits[:, 1] - logits[:, 0]).clamp(max=0)
+        return torch.stack([torch.zeros_like(veto), veto], 1)
 
     def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8).

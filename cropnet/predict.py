@@ -85,7 +85,10 @@ class Proposal(NamedTuple):
     candidates: tuple = ()
 
 
-REFINE_PEAKS = 3  # peaks of the first stage's correlation map refined besides its soft-argmax corner
+# Peaks of the first stage's correlation map refined besides its soft-argmax corner. On flat art the first
+# stage's best peaks often miss a true crop by more than the closer look reaches; 7 instead of 3 raised recall
+# there from 0.937 to 0.963 and changed nothing on the validation photos (docs/network.md).
+REFINE_PEAKS = 7
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 

@@ -377,3 +377,22 @@ def test_a_crop_head_added_to_a_trained_refiner_starts_silent(tmp_path):
     assert torch.allclose(before.paired_logits, after.paired_logits)
     save_checkpoint(tmp_path / "crop.pt", with_crop, **saved)
     assert model_from_checkpoint(load_checkpoint(tmp_path / "crop.pt")).config.refine_crop_side == 48
+
+
+def test_the_whole_crop_head_can_lower_the_crop_logit_but_never_raise_it():
+    """Answering, a veto: wherever the head leans towards "crop", it adds nothing; where it leans
+    against, it lowers the crop logit by that margin and leaves the other alone. Training adds it whole."""
+    refiner = build_model(refine_config(refine_pixels=True, refine_crop_side=48)).refiner.eval()
+    regions, crops = torch.rand(3, 4, 64, 64), torch.rand(3, 4, 48, 48)
+    regions[:, 3], crops[:, 3] = 1.0, 1.0
+    last = refiner.crop_paired[-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([0.0, 5.0]))  # "a crop", as sure as can be
+        assert torch.equal(refiner.crop_logits(regions, crops), torch.zeros(3, 2))
+        last.bias.copy_(torch.tensor([2.0, -1.0]))  # "not a crop" by a margin of 3
+        vetoed = refiner.crop_logits(regions, crops)
+    assert torch.equal(vetoed[:, 0], torch.zeros(3)) and torch.allclose(vetoed[:, 1], torch.full((3,), -3.0))
+    refiner.crop_paired.train()
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([0.0, 5.0]))
+        assert torch.allclose(refiner.crop_logits(regions, crops), torch.tensor([[0.0, 5.0]] * 3))
