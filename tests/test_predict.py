@@ -87,3 +87,20 @@ def test_net_and_hybrid_read_reduced_views_and_answer_as_from_arrays(pair_files,
         assert from_files.scores["paired"] == pytest.approx(from_arrays.scores["paired"], abs=0.05)
         if method == "hybrid":
             assert (from_files.paired, from_files.top_left) == (True, (123, 45))
+
+
+def test_the_refining_stage_answers_the_same_whatever_its_batch(pair_files, monkeypatch):
+    """`--method net` with the shipped model looks at up to 8 candidate corners, a few per forward pass
+    (`REFINE_BATCH`, for memory); the batch size must not change the answer."""
+    import cropnet.predict
+
+    predictor = Predictor("net")
+    original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
+    assert len(set(predictor.propose(original, crop).candidates)) > 2  # several batches of one
+    answers = []
+    for batch in (1, 8):
+        monkeypatch.setattr(cropnet.predict, "REFINE_BATCH", batch)
+        answers.append(predictor.predict_arrays(original, crop))
+    assert answers[0].paired and answers[0].top_left == answers[1].top_left
+    assert abs(answers[0].top_left[0] - 123) <= 2 and abs(answers[0].top_left[1] - 45) <= 2
+    assert answers[0].scores["paired"] == pytest.approx(answers[1].scores["paired"], abs=1e-4)
