@@ -191,11 +191,24 @@ class Predictor:
         return Proposal(bool(paired), bool(swapped), top_left, paired_prob, swapped_prob, candidates)
 
     def refine(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
-        """The refining stage's closer look around the first stage's corner, when the network has one:
+        """The refining stage's closer look around the first stage's corners, when the network has one:
         its decision and corner replace the first stage's (the order stays the first stage's).
+
+        Then a second look from the corner the first one settled on, kept when it is surer: a candidate
+        far from a true crop can leave the first look tens of px short of it, and looking again with the
+        crop near the middle of the view finds it. On the validation photos this raised recall from 0.990
+        to 1.000, on the flat art from 0.963 to 0.969, every negative kind unchanged (docs/network.md).
 
         `a` and `b` may be reduced copies (see `Predictor.load`); `sizes` then gives their true (width, height).
         """
+        first = self.closer_look(proposal, a, b, sizes)
+        if first is proposal:  # no refining stage, or the size rule has decided
+            return first
+        again = self.closer_look(proposal._replace(top_left=first.top_left, candidates=()), a, b, sizes)
+        return again if again.paired_prob > first.paired_prob else first
+
+    def closer_look(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
+        """One look of the refining stage at the proposal's corner and candidates: the surest of them."""
         config = self.model.config
         if not config.refine_zoom:
             return proposal

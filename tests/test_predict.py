@@ -104,3 +104,21 @@ def test_the_refining_stage_answers_the_same_whatever_its_batch(pair_files, monk
     assert answers[0].paired and answers[0].top_left == answers[1].top_left
     assert abs(answers[0].top_left[0] - 123) <= 2 and abs(answers[0].top_left[1] - 45) <= 2
     assert answers[0].scores["paired"] == pytest.approx(answers[1].scores["paired"], abs=1e-4)
+
+
+def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_surer(monkeypatch):
+    from cropnet.predict import Proposal
+
+    predictor = Predictor("classic")  # no network needed: the looks are stood in for
+    first_proposal = Proposal(True, False, (10, 20), 0.9, 0.1, candidates=((300, 40), (5, 5)))
+    looks = []
+    for second_prob, kept in ((0.8, (100, 50)), (0.6, (101, 52))):  # surer than the first (0.7), or not
+        def closer_look(proposal, a, b, sizes, second_prob=second_prob):
+            looks.append(proposal)
+            if proposal.candidates:  # the first look
+                return proposal._replace(top_left=(101, 52), paired_prob=0.7, candidates=())
+            return proposal._replace(top_left=(100, 50), paired_prob=second_prob)
+        monkeypatch.setattr(predictor, "closer_look", closer_look)
+        answer = predictor.refine(first_proposal, None, None)
+        assert looks[-1].top_left == (101, 52) and looks[-1].candidates == ()  # from the first look's corner
+        assert answer.top_left == kept
