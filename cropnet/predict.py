@@ -89,10 +89,11 @@ class Proposal(NamedTuple):
 # stage's best peaks often miss a true crop by more than the closer look reaches; 7 instead of 3 raised recall
 # there from 0.937 to 0.963 and changed nothing on the validation photos (docs/network.md).
 REFINE_PEAKS = 7
-# Candidates in one forward pass of the refining stage (each is independent of the others: batch norm in eval
-# mode). The activations held at the peak grow with it: `--method net`'s work memory on the benchmark's
+# Candidates in one forward pass of the refining stage's trunk (each is independent of the others: batch norm
+# in eval mode). The activations held at the peak grow with it: `--method net`'s work memory on the benchmark's
 # 12-megapixel pairs was 280 MB with all 8 at once, 193 MB with 4 and 138 MB with 2, against the issue's bar
-# of 169 MB (3 times the decoded images); the time per pair did not measurably change.
+# of 169 MB (3 times the decoded images); median 549, 624 and 572 ms a pair in those runs, within the noise.
+# The whole crop's fit takes every corner at once: its one crop is then prepared once (it adds little memory).
 REFINE_BATCH = 2
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
@@ -227,7 +228,11 @@ class Predictor:
         views = [refine_views(original, crop, np.asarray(corner) * resolution, scale, config.refine_patch,
                               config.refine_window) for corner in corners]
         windows, patches, origins = (np.stack(part) for part in zip(*views, strict=True))
-        outputs = self.in_batches(self.model.refiner, windows, patches)
+        windows, patches = torch.from_numpy(windows), torch.from_numpy(patches)
+        with torch.no_grad():
+            outputs = [self.model.refiner(windows[start:start + REFINE_BATCH].to(self.device),
+                                          patches[start:start + REFINE_BATCH].to(self.device))
+                       for start in range(0, len(corners), REFINE_BATCH)]
         found = [refined_corner(offsets, origin, scale, original.shape[1::-1], crop.shape[1::-1])
                  for offsets, origin in zip(torch.cat([o.offsets for o in outputs]).cpu().numpy(), origins,
                                             strict=True)]  # array px
@@ -236,9 +241,9 @@ class Predictor:
             fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
                                        config.refine_crop_side) / resolution
             crop_view, regions = crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side)
-            crop_view = torch.from_numpy(crop_view)[None].to(self.device)
-            logits = logits + torch.cat(self.in_batches(
-                lambda batch: self.model.refiner.crop_logits(batch, crop_view), regions))
+            with torch.no_grad():  # every corner at once: the crop is blurred and transformed once for all
+                logits = logits + self.model.refiner.crop_logits(torch.from_numpy(regions).to(self.device),
+                                                                 torch.from_numpy(crop_view)[None].to(self.device))
         probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely
         paired_prob = float(probabilities[best])
@@ -246,14 +251,6 @@ class Predictor:
         top_left = np.clip(np.round(refined), 0, original_size - crop_size).astype(int)
         return Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),
                         paired_prob, proposal.swapped_prob)
-
-    def in_batches(self, forward, *inputs: np.ndarray) -> list:
-        """`forward` (no gradients) over REFINE_BATCH candidates at a time of the arrays `inputs`, one output each."""
-        import torch
-
-        with torch.no_grad():
-            return [forward(*(torch.from_numpy(array[start:start + REFINE_BATCH]).to(self.device) for array in inputs))
-                    for start in range(0, len(inputs[0]), REFINE_BATCH)]
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
         return self.answer(self.load(path_a, path_b, max_pixels))
