@@ -387,17 +387,19 @@ def refine_scale(sizes, input_size: int, zoom: float) -> float:
     return min(1.0, zoom * input_size / max(max(size) for size in sizes))
 
 
-def zoomed_view(image: np.ndarray, x: int, y: int, size: int, scale: float) -> np.ndarray:
-    """(4, size, size) float32: `image`'s region from (x, y) seen at `scale`, normalized as fit_pair
-    normalizes, and a mask channel, 1 where the image is. The region may run past the image (or lie
-    wholly outside it): that part stays zero, the mean colour, with mask 0."""
-    view = np.zeros((4, size, size), dtype=np.float32)
+def zoomed_view(image: np.ndarray, x: int, y: int, size: int | tuple[int, int], scale: float) -> np.ndarray:
+    """(4, size, size) float32, or (4, height, width) for a `size` (width, height): `image`'s region
+    from (x, y) seen at `scale`, normalized as fit_pair normalizes, and a mask channel, 1 where the
+    image is. The region may run past the image (or lie wholly outside it): that part stays zero, the
+    mean colour, with mask 0."""
+    size_w, size_h = (size, size) if isinstance(size, int) else size
+    view = np.zeros((4, size_h, size_w), dtype=np.float32)
     height, width = image.shape[:2]
     left, top = max(0, x), max(0, y)
-    right, bottom = min(width, int(np.ceil(x + size / scale))), min(height, int(np.ceil(y + size / scale)))
+    right, bottom = min(width, int(np.ceil(x + size_w / scale))), min(height, int(np.ceil(y + size_h / scale)))
     into_x, into_y = round((left - x) * scale), round((top - y) * scale)  # where the image starts in the view
-    view_w = min(size - into_x, round((right - left) * scale))
-    view_h = min(size - into_y, round((bottom - top) * scale))
+    view_w = min(size_w - into_x, round((right - left) * scale))
+    view_h = min(size_h - into_y, round((bottom - top) * scale))
     if view_w < 1 or view_h < 1:
         return view
     part = np.ascontiguousarray(image[top:bottom, left:right])  # a half-turned image is a view with negative strides
@@ -429,6 +431,18 @@ def refine_views(original: np.ndarray, crop: np.ndarray, corner, scale: float, p
         patches.append(zoomed_view(part, 0, 0, patch, scale))
         origins.append(origin)
     return np.stack(windows), np.stack(patches), np.array(origins, dtype=np.float32)
+
+
+def scan_views(original: np.ndarray, crop: np.ndarray, scale: float, patch: int,
+               cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """The input of `Refiner.scan`: the whole original and its half-turn (2, 4, H, W), each from its
+    own top-left and padded to whole feature cells of `cell` px, and the crop's top-left patch and its half-turned
+    bottom-right one (2, 4, patch, patch), as `refine_views` cuts them; all seen at `scale`."""
+    height, width = original.shape[:2]
+    cells = (-(-round(width * scale) // cell) * cell, -(-round(height * scale) // cell) * cell)
+    wholes = [zoomed_view(image, 0, 0, cells, scale) for image in (original, original[::-1, ::-1])]
+    patches = [zoomed_view(part, 0, 0, patch, scale) for part in (crop, crop[::-1, ::-1])]
+    return np.stack(wholes), np.stack(patches)
 
 
 CROP_FIT_RADIUS = 8  # view px the whole crop's fit moves the crop each way around the corner found

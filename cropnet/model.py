@@ -473,6 +473,17 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     return torch.log(stats.clamp(min=0) + 1e-4)
 
 
+def mirror_excess(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """(B,): how much better the crop fits mirrored left to right than as it is, where it was found:
+    the log of the ratio of the two residuals `crop_fit` takes (inputs as there). A flipped crop is not a
+    crop (README), and where one is found at the place it was flipped from, its mirror image fits to the
+    noise; a true crop fits there at least as well as its mirror image."""
+    width = int(crops[:, 3].sum(-1).amax())  # the crop's width in the view, which starts at its top-left
+    mirrored = crops.clone()
+    mirrored[..., :width] = crops[..., :width].flip(-1)
+    return crop_fit(regions, crops)[:, 0] - crop_fit(regions, mirrored)[:, 0]
+
+
 class RefineOutput(NamedTuple):
     paired_logits: torch.Tensor  # (B, 2): [not a crop, crop], judged from the closer view
     offsets: torch.Tensor  # (B, 2 corners, 2): where each corner patch lies in its window, (x, y) view px
@@ -532,6 +543,35 @@ class Refiner(nn.Module):
             return logits
         veto = (logits[:, 1] - logits[:, 0]).clamp(max=0)
         return torch.stack([torch.zeros_like(veto), veto], 1)
+
+    def scan(self, wholes: torch.Tensor, patches: torch.Tensor, reach: tuple[float, float], count: int) -> torch.Tensor:
+        """(n <= count, 2): the crop's top-left (x, y) in view px at the `count` best places over the whole
+        original, best first; for when the first stage's candidates all miss (flat art: docs/network.md).
+
+        wholes (2, 4, H, W) and patches (2, 4, P, P) from `data.scan_views`: the original and the crop's
+        top-left patch, and both half-turned for the bottom-right corner. `reach` (x, y): how far the
+        crop's top-left can lie from the original's, view px. Each corner's patch is correlated with
+        its whole view, as `forward` does in a window; a true crop's two corners fit at mirrored places,
+        so the two maps are read together: the bottom-right's at (reach - place), turned back.
+        """
+        # One view at a time: a whole original is many windows' worth of activations.
+        whole_features = torch.cat([self.features(whole[None])[0] for whole in wholes])
+        patch_features, patch_cells = self.features(patches)
+        _, dim, height, width = whole_features.shape
+        scores = F.conv2d(whole_features.reshape(1, 2 * dim, height, width), patch_features, groups=2)[0]
+        scores = scores / patch_cells.flatten(1).sum(1).clamp(min=1)[:, None, None]  # (2, o_h, o_w) mean cosines
+        last_x = min(int(reach[0] // STRIDE), scores.shape[2] - 1)  # places that keep the crop inside
+        last_y = min(int(reach[1] // STRIDE), scores.shape[1] - 1)
+        xs, ys = torch.arange(last_x + 1), torch.arange(last_y + 1)
+        turned_x = (reach[0] / STRIDE - xs).round().long().clamp(0, scores.shape[2] - 1)
+        turned_y = (reach[1] / STRIDE - ys).round().long().clamp(0, scores.shape[1] - 1)
+        joint = scores[0, :last_y + 1, :last_x + 1] + scores[1][turned_y][:, turned_x]
+        joint = joint[None, None]
+        local_maxima = joint == F.max_pool2d(joint, 3, stride=1, padding=1)
+        ranked = joint.masked_fill(~local_maxima, -3.0).flatten()  # below any sum of two cosines
+        best = ranked.topk(min(count, int(local_maxima.sum()))).indices
+        row, col = torch.div(best, last_x + 1, rounding_mode="floor"), best % (last_x + 1)
+        return torch.stack([col, row], 1).to(wholes.dtype) * STRIDE
 
     def features(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalized features, zero where the image is not, and that mask: (n, D, S/8, S/8), (n, 1, S/8, S/8).

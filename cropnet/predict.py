@@ -95,6 +95,21 @@ REFINE_PEAKS = 7
 # of 169 MB (3 times the decoded images); median 549, 624 and 572 ms a pair in those runs, within the noise.
 # The whole crop's fit takes every corner at once: its one crop is then prepared once (it adds little memory).
 REFINE_BATCH = 2
+# When every corner the first stage proposed fails the closer look, the refining stage's own features are
+# correlated over the whole original (`Refiner.scan`) and this many of its best places are looked at.
+SCAN_PEAKS = 4
+# What the scan's best place must reach to answer "a crop": it offers places over the whole original, each one
+# more chance for a negative to look like a crop somewhere. On the flat art (400 pairs, seed 5) with 8 places,
+# 0.5 found 5 more true crops and let 4 more negatives through; 0.9 found 3 and let 1 more through; nothing
+# changed on the validation photos either way (docs/network.md). Its best places were the first of the 8
+# for every true crop it found, so 4 are looked at: fewer chances for a negative, the same true crops.
+SCAN_THRESHOLD = 0.9
+# A flipped crop found where it was flipped from fits its mirror image to the noise (`mirror_check`). On the
+# validation photos and the flat art, no true crop came near: the own residual exceeded the mirrored one by
+# at most 0.01 (log) at the corner answered. Past this margin (the mirror fitting e times better), the
+# "crop" logit loses MIRROR_WEIGHT per unit.
+MIRROR_MARGIN = 1.0
+MIRROR_WEIGHT = 10.0
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
@@ -206,7 +221,59 @@ class Predictor:
         if first is proposal:  # no refining stage, or the size rule has decided
             return first
         again = self.closer_look(proposal._replace(top_left=first.top_left, candidates=()), a, b, sizes)
-        return again if again.paired_prob > first.paired_prob else first
+        answer = again if again.paired_prob > first.paired_prob else first
+        if not answer.paired and SCAN_PEAKS:
+            corners = self.scan(proposal, a, b, sizes)
+            wide = self.closer_look(proposal._replace(top_left=corners[0], candidates=tuple(corners[1:])),
+                                    a, b, sizes)
+            if wide.paired_prob >= SCAN_THRESHOLD:
+                answer = wide
+        return self.mirror_check(answer, a, b, sizes)
+
+    def mirror_check(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
+        """A crop that fits clearly better mirrored than as it is (`model.mirror_excess`) is a flipped
+        crop, not a crop: its "crop" logit is lowered by MIRROR_WEIGHT for each unit of log-residual past
+        MIRROR_MARGIN."""
+        config = self.model.config
+        if not (answer.paired and config.refine_crop_side):
+            return answer
+        import torch
+
+        from .data import crop_fit_scale, crop_fit_views
+        from .model import mirror_excess
+
+        original, original_size, crop, crop_size, resolution = oriented(answer, a, b, sizes)
+        fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
+                                   config.refine_crop_side) / resolution
+        crop_view, regions = crop_fit_views(original, crop, [np.asarray(answer.top_left) * resolution], fit_scale,
+                                            config.refine_crop_side)
+        with torch.no_grad():
+            excess = float(mirror_excess(torch.from_numpy(regions), torch.from_numpy(crop_view)[None])[0])
+        if excess <= MIRROR_MARGIN:
+            return answer
+        logit = np.log(answer.paired_prob / max(1 - answer.paired_prob, 1e-9))
+        logit -= MIRROR_WEIGHT * (excess - MIRROR_MARGIN)
+        paired_prob = float(1 / (1 + np.exp(-logit)))
+        return answer._replace(paired=paired_prob >= self.threshold, paired_prob=paired_prob)
+
+    def scan(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> list[tuple[int, int]]:
+        """Corners worth a closer look from the refining stage's features over the whole original
+        (`Refiner.scan`), in image px, best first."""
+        import torch
+
+        from .data import refine_scale, scan_views
+        from .model import STRIDE
+
+        config = self.model.config
+        original, original_size, crop, crop_size, resolution = oriented(proposal, a, b, sizes)
+        scale = refine_scale((original_size, crop_size), config.input_size, config.refine_zoom) / resolution
+        wholes, patches = scan_views(original, crop, scale, config.refine_patch, STRIDE)
+        reach = ((original_size - crop_size) * resolution * scale).tolist()
+        with torch.no_grad():
+            places = self.model.refiner.scan(torch.from_numpy(wholes).to(self.device),
+                                             torch.from_numpy(patches).to(self.device), reach, SCAN_PEAKS)
+        corners = np.clip(np.round(places.cpu().numpy() / scale / resolution), 0, original_size - crop_size)
+        return [(int(x), int(y)) for x, y in corners.astype(int)]
 
     def closer_look(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
         """One look of the refining stage at the proposal's corner and candidates: the surest of them."""
@@ -217,13 +284,10 @@ class Predictor:
 
         from .data import crop_fit_scale, crop_fit_views, refine_scale, refine_views, refined_corner
 
-        size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
-        (original, original_size), (crop, crop_size) = ((b, size_b), (a, size_a)) if proposal.swapped else \
-            ((a, size_a), (b, size_b))
+        original, original_size, crop, crop_size, resolution = oriented(proposal, a, b, sizes)
         if np.any(crop_size > original_size):  # the size rule has already said "not a crop"
             return proposal
-        resolution = original.shape[1] / original_size[0]  # array px per image px
-        scale = refine_scale((size_a, size_b), config.input_size, config.refine_zoom) / resolution
+        scale = refine_scale((original_size, crop_size), config.input_size, config.refine_zoom) / resolution
         corners = list(dict.fromkeys([proposal.top_left, *proposal.candidates]))  # distinct, soft-argmax first
         views = [refine_views(original, crop, np.asarray(corner) * resolution, scale, config.refine_patch,
                               config.refine_window) for corner in corners]
@@ -326,6 +390,14 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
+
+
+def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:
+    """(original, its (w, h), crop, its (w, h), array px per image px) in the order the proposal gives."""
+    size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
+    (original, original_size), (crop, crop_size) = ((b, size_b), (a, size_a)) if proposal.swapped else \
+        ((a, size_a), (b, size_b))
+    return original, original_size, crop, crop_size, original.shape[1] / original_size[0]
 
 
 def share_one_heap() -> None:

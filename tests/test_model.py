@@ -20,6 +20,7 @@ from cropnet.model import (
     build_model,
     crop_fit,
     match,
+    mirror_excess,
     peak_corners,
     pixel_fit,
     resnet_trunk,
@@ -243,6 +244,36 @@ def test_refiner_finds_a_patch_of_known_features_at_its_place_in_the_window():
     assert torch.allclose(output.offsets[0], torch.tensor([[40.0, 16.0], [24.0, 48.0]]), atol=1e-3), output.offsets
 
 
+def test_the_refiners_scan_reads_both_corners_together():
+    """Whole-view features are random unit vectors; the crop's top-left patch fits two places equally, but
+    only at one of them does its bottom-right patch fit at the mirrored place of the turned view: that
+    place comes first."""
+    torch.manual_seed(0)
+    model = build_model(refine_config()).eval()
+    wholes = F.normalize(torch.randn(2, 16, 10, 14), dim=1)  # original and its half-turn: 112 x 80 view px
+    crop_cells = (4, 3)  # (w, h)
+    reach = (14 - crop_cells[0], 10 - crop_cells[1])  # cells the top-left can move: (10, 7)
+    true_x, true_y, decoy_x, decoy_y = 6, 2, 1, 5
+    wholes[0, :, decoy_y:decoy_y + 4, decoy_x:decoy_x + 4] = wholes[0, :, true_y:true_y + 4, true_x:true_x + 4]
+    turned_x, turned_y = reach[0] - true_x, reach[1] - true_y
+    patches = torch.stack([wholes[0, :, true_y:true_y + 4, true_x:true_x + 4],
+                           wholes[1, :, turned_y:turned_y + 4, turned_x:turned_x + 4]])
+
+    def known_features(views):  # a whole view's first pixel says which of the two it is
+        index = int(views[0, 0, 0, 0])
+        features = patches if views.shape[-1] == 32 else wholes[index:index + len(views)]
+        return features, torch.ones_like(features[:, :1])
+
+    model.refiner.features = known_features
+    views = torch.zeros(2, 4, 80, 112)
+    views[1, 0, 0, 0] = 1
+    with torch.no_grad():
+        places = model.refiner.scan(views, torch.zeros(2, 4, 32, 32), (reach[0] * 8.0, reach[1] * 8.0), count=3)
+    assert places.shape == (3, 2)
+    assert places[0].tolist() == [true_x * 8, true_y * 8]
+    assert [decoy_x * 8, decoy_y * 8] in places[1:].tolist()  # the top-left alone fits there: a lesser peak
+
+
 def test_refining_stage_needs_a_siamese_network_and_room_to_search():
     with pytest.raises(ValueError, match="siamese"):
         ModelConfig(refine_zoom=4.0)
@@ -358,6 +389,20 @@ def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_
     wider = np.pad(original, ((0, 0), (0, 60), (0, 0)), mode="reflect")  # the scene continues past the right edge
     past = wider[y:y + h, 300:300 + w]  # 50 of its 150 columns are not the original's
     assert crop_fit_stats(original, past, (300, y), scale)[1] > np.log(0.2)  # a third hangs past the original
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
+    original = textured_photo(300, 400, seed=4)
+    x, y, w, h = 101, 60, 170, 120
+    crop = original[y:y + h, x:x + w]
+    excess = {}
+    for name, part in (("true", crop), ("flipped", crop[:, ::-1])):
+        crops, regions = crop_fit_views(original, np.ascontiguousarray(part), [(x, y)], scale, 192)
+        excess[name] = float(mirror_excess(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0])
+    assert excess["true"] < -1.0  # the true crop fits at least e times better as it is
+    assert excess["flipped"] > 1.0  # the flipped one at least e times better mirrored
+    assert excess["flipped"] == pytest.approx(-excess["true"], abs=0.5)  # the same two fits, the other way round
 
 
 def test_a_crop_head_added_to_a_trained_refiner_starts_silent(tmp_path):

@@ -110,6 +110,7 @@ def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_
     from cropnet.predict import Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks are stood in for
+    monkeypatch.setattr(predictor, "mirror_check", lambda answer, a, b, sizes: answer)
     first_proposal = Proposal(True, False, (10, 20), 0.9, 0.1, candidates=((300, 40), (5, 5)))
     looks = []
     for second_prob, kept in ((0.8, (100, 50)), (0.6, (101, 52))):  # surer than the first (0.7), or not
@@ -122,3 +123,59 @@ def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_
         answer = predictor.refine(first_proposal, None, None)
         assert looks[-1].top_left == (101, 52) and looks[-1].candidates == ()  # from the first look's corner
         assert answer.top_left == kept
+
+
+def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(monkeypatch):
+    from cropnet.predict import SCAN_PEAKS, SCAN_THRESHOLD, Proposal
+
+    predictor = Predictor("classic")  # no network needed: the looks and the scan are stood in for
+    start = Proposal(False, False, (10, 20), 0.2, 0.1, candidates=((300, 40),))
+    scans, looks = [], []
+
+    def scan(proposal, a, b, sizes):
+        scans.append(proposal)
+        return [(7, 8), (9, 9), (3, 4)]
+
+    monkeypatch.setattr(predictor, "scan", scan)
+    monkeypatch.setattr(predictor, "mirror_check", lambda answer, a, b, sizes: answer)
+    sure, unsure = SCAN_THRESHOLD + 0.05, (SCAN_THRESHOLD + 0.5) / 2  # both above 0.5
+    for look_prob, scan_prob, expected in ((0.9, sure, (1, 1)), (0.3, sure, (7, 8)), (0.3, unsure, (1, 1))):
+        scans.clear()
+        looks.clear()
+
+        def closer_look(proposal, a, b, sizes, look_prob=look_prob, scan_prob=scan_prob):
+            looks.append(proposal)
+            if proposal.top_left == (7, 8):  # the scan's best place
+                return proposal._replace(paired=scan_prob >= 0.5, paired_prob=scan_prob)
+            return proposal._replace(top_left=(1, 1), paired=look_prob >= 0.5, paired_prob=look_prob, candidates=())
+
+        monkeypatch.setattr(predictor, "closer_look", closer_look)
+        answer = predictor.refine(start, None, None)
+        assert answer.top_left == expected and answer.paired == (expected == (7, 8) or look_prob >= 0.5)
+        assert len(scans) == (look_prob < 0.5) and SCAN_PEAKS > 0
+        if scans:  # the scan's places are looked at: its best first, the rest as candidates
+            assert looks[-1].top_left == (7, 8) and looks[-1].candidates == ((9, 9), (3, 4))
+
+
+def test_the_scan_finds_a_crop_over_the_whole_original(pair_files):
+    """The shipped model's refining features over the whole of the test pair's original: one of the
+    places it offers is within a feature cell of the true corner (123, 45)."""
+    predictor = Predictor("net")
+    original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
+    proposal = predictor.propose(original, crop)
+    corners = predictor.scan(proposal, original, crop, None)
+    assert 1 <= len(corners) <= 8
+    assert min(max(abs(x - 123), abs(y - 45)) for x, y in corners) <= 8, corners
+
+
+def test_a_crop_that_fits_better_mirrored_is_no_crop(pair_files):
+    """The test pair's crop and its flipped copy, both said to be at the crop's place (123, 45): the flip
+    fits better mirrored there and is turned down; the true crop is left as it was."""
+    from cropnet.predict import Proposal
+
+    predictor = Predictor("net")
+    original = load_image(pair_files / "original.jpg")
+    said = Proposal(True, False, (123, 45), 0.95, 0.1)
+    assert predictor.mirror_check(said, original, load_image(pair_files / "crop.jpg"), None) == said
+    flipped = predictor.mirror_check(said, original, load_image(pair_files / "flip.jpg"), None)
+    assert not flipped.paired and flipped.paired_prob < 0.5 and flipped.top_left == (123, 45)
