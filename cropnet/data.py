@@ -436,10 +436,11 @@ def refine_views(original: np.ndarray, crop: np.ndarray, corner, scale: float, p
 def scan_views(original: np.ndarray, crop: np.ndarray, scale: float, patch: int,
                cell: int) -> tuple[np.ndarray, np.ndarray]:
     """The input of `Refiner.scan`: the whole original and its half-turn (2, 4, H, W), each from its
-    own top-left and padded to whole feature cells of `cell` px, and the crop's top-left patch and its half-turned
-    bottom-right one (2, 4, patch, patch), as `refine_views` cuts them; all seen at `scale`."""
+    own top-left and padded to whole feature cells of `cell` px (and to at least a patch: the patch is
+    correlated over it), and the crop's top-left patch and its half-turned bottom-right one
+    (2, 4, patch, patch), as `refine_views` cuts them; all seen at `scale`."""
     height, width = original.shape[:2]
-    cells = (-(-round(width * scale) // cell) * cell, -(-round(height * scale) // cell) * cell)
+    cells = tuple(max(patch, -(-round(side * scale) // cell) * cell) for side in (width, height))
     wholes = [zoomed_view(image, 0, 0, cells, scale) for image in (original, original[::-1, ::-1])]
     patches = [zoomed_view(part, 0, 0, patch, scale) for part in (crop, crop[::-1, ::-1])]
     return np.stack(wholes), np.stack(patches)

@@ -562,7 +562,7 @@ class Refiner(nn.Module):
         scores = scores / patch_cells.flatten(1).sum(1).clamp(min=1)[:, None, None]  # (2, o_h, o_w) mean cosines
         last_x = min(int(reach[0] // STRIDE), scores.shape[2] - 1)  # places that keep the crop inside
         last_y = min(int(reach[1] // STRIDE), scores.shape[1] - 1)
-        xs, ys = torch.arange(last_x + 1), torch.arange(last_y + 1)
+        xs, ys = torch.arange(last_x + 1, device=scores.device), torch.arange(last_y + 1, device=scores.device)
         turned_x = (reach[0] / STRIDE - xs).round().long().clamp(0, scores.shape[2] - 1)
         turned_y = (reach[1] / STRIDE - ys).round().long().clamp(0, scores.shape[1] - 1)
         joint = scores[0, :last_y + 1, :last_x + 1] + scores[1][turned_y][:, turned_x]

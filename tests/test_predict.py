@@ -179,3 +179,18 @@ def test_a_crop_that_fits_better_mirrored_is_no_crop(pair_files):
     assert predictor.mirror_check(said, original, load_image(pair_files / "crop.jpg"), None) == said
     flipped = predictor.mirror_check(said, original, load_image(pair_files / "flip.jpg"), None)
     assert not flipped.paired and flipped.paired_prob < 0.5 and flipped.top_left == (123, 45)
+
+
+@pytest.mark.parametrize("original_size", [(48, 40), (30, 90)])
+def test_the_net_answers_pairs_smaller_than_its_views(original_size):
+    """Originals smaller than one corner patch of the closer view: the looks, the scan (a crop of
+    another photo, so the looks fail) and the mirror check must all still answer."""
+    width, height = original_size
+    original = textured_photo(5, width, height)
+    predictor = Predictor("net")
+    crop = original[4:4 + height // 2, 6:6 + width // 2]
+    other = textured_photo(6, width, height)[4:4 + height // 2, 6:6 + width // 2]
+    for part in (crop, other):
+        answer = predictor.predict_arrays(original, np.ascontiguousarray(part))
+        assert answer.top_left is None or (0 <= answer.top_left[0] <= width // 2 and
+                                           0 <= answer.top_left[1] <= height - height // 2)
