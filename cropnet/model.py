@@ -314,15 +314,23 @@ class SiameseCropNet(nn.Module):
         return CropNetOutput(paired_logits, swapped_logits, top_left.clamp(0, 1))
 
 
+def local_maxima_only(maps: torch.Tensor) -> torch.Tensor:
+    """(B, h*w): each map of `maps` (B, 1, h, w) where it is the maximum of its 3 x 3 neighbourhood, and
+    NOT_A_PEAK elsewhere, flattened: the peaks' ranking for `topk`."""
+    local_maxima = maps == F.max_pool2d(maps, 3, stride=1, padding=1)
+    return maps.masked_fill(~local_maxima, NOT_A_PEAK).flatten(1)
+
+
+NOT_A_PEAK = -3.0  # below any cosine, and below any sum of two
+
+
 def peak_corners(matches: Matches, original_sizes: torch.Tensor, count: int) -> torch.Tensor:
     """(B, count, 2): the offsets of the `count` highest local maxima of a direction's correlation map,
     as fractions of the original's (w, h) `original_sizes` (B, 2); the best first. The soft-argmax
     corner lies between two peaks when a crop fits two places about equally; these are where a
     closer look (the refining stage) can still find it."""
     side = int(round(matches.scores.shape[1] ** 0.5))
-    scores = matches.scores.masked_fill(~matches.allowed, -2.0).view(-1, 1, side, side)
-    local_maxima = scores == F.max_pool2d(scores, 3, stride=1, padding=1)
-    ranked = scores.masked_fill(~local_maxima, -3.0).flatten(1)  # (B, h*w): only peaks compete
+    ranked = local_maxima_only(matches.scores.masked_fill(~matches.allowed, -2.0).view(-1, 1, side, side))
     best = ranked.topk(min(count, ranked.shape[1]), dim=1).indices
     return matches.offsets[best] * STRIDE / original_sizes[:, None].clamp(min=1)  # (B, count, 2)
 
@@ -566,10 +574,8 @@ class Refiner(nn.Module):
         turned_x = (reach[0] / STRIDE - xs).round().long().clamp(0, scores.shape[2] - 1)
         turned_y = (reach[1] / STRIDE - ys).round().long().clamp(0, scores.shape[1] - 1)
         joint = scores[0, :last_y + 1, :last_x + 1] + scores[1][turned_y][:, turned_x]
-        joint = joint[None, None]
-        local_maxima = joint == F.max_pool2d(joint, 3, stride=1, padding=1)
-        ranked = joint.masked_fill(~local_maxima, -3.0).flatten()  # below any sum of two cosines
-        best = ranked.topk(min(count, int(local_maxima.sum()))).indices
+        ranked = local_maxima_only(joint[None, None])[0]
+        best = ranked.topk(min(count, int((ranked > NOT_A_PEAK).sum()))).indices  # peaks only
         row, col = torch.div(best, last_x + 1, rounding_mode="floor"), best % (last_x + 1)
         return torch.stack([col, row], 1).to(wholes.dtype) * STRIDE
 
