@@ -153,6 +153,31 @@ def build_model(config: ModelConfig) -> nn.Module:
     return SiameseCropNet(config) if config.siamese else CropNet(config)
 
 
+def for_inference(model: nn.Module) -> nn.Module:
+    """`model` in eval mode, each batch norm folded into the convolution before it, in channels-last layout.
+
+    For answering only (training needs the batch norms). At inference a batch norm is a fixed affine
+    map, so folding it (torch's `fuse_conv_bn_eval`) drops one full-size activation per convolution;
+    channels-last lets oneDNN's convolutions skip converting to and from their own layout. Together,
+    on the 12-megapixel benchmark pairs, `--method net`'s work memory went from 159-188 to 133-142 MB
+    (the scan's stem over a 640-px view alone made 19 MB of output, and the conversion as much again);
+    features differ from the unfolded model's by float rounding (1e-6). See docs/speed.md.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in list(model.modules()):
+        if isinstance(module, BasicBlock):
+            module.conv1, module.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
+            module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+        elif isinstance(module, nn.Sequential):
+            for index in range(len(module) - 1):
+                if isinstance(module[index], nn.Conv2d) and isinstance(module[index + 1], nn.BatchNorm2d):
+                    module[index] = fuse_conv_bn_eval(module[index], module[index + 1])
+                    module[index + 1] = nn.Identity()
+    return model.to(memory_format=torch.channels_last)
+
+
 STRIDE = 8  # the siamese trunk's feature cell, in input pixels
 
 

@@ -154,11 +154,12 @@ class Predictor:
             import torch
 
             from .checkpoint import load_checkpoint, model_from_checkpoint
+            from .model import for_inference
 
             checkpoint_path = checkpoint_path or default_checkpoint()
             self.device = device or torch.device("cpu")
             checkpoint = load_checkpoint(checkpoint_path, map_location=self.device)
-            self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
+            self.model = for_inference(model_from_checkpoint(checkpoint, checkpoint_path).to(self.device))
             if method == "hybrid" and self.device.type == "cpu":
                 # hybrid keeps up to two threads of its own decoding and verifying beside the network;
                 # torch's worker threads on those cores would only wait (on 2 cores with the other one busy,

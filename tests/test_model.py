@@ -19,6 +19,7 @@ from cropnet.model import (
     Matches,
     build_model,
     crop_fit,
+    for_inference,
     match,
     mirror_excess,
     peak_corners,
@@ -441,3 +442,35 @@ def test_the_whole_crop_head_can_lower_the_crop_logit_but_never_raise_it():
     with torch.no_grad():
         last.bias.copy_(torch.tensor([0.0, 5.0]))
         assert torch.allclose(refiner.crop_logits(regions, crops), torch.tensor([[0.0, 5.0]] * 3))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "siamese-resnet18"])
+def test_the_model_folded_for_answering_answers_as_the_trained_one(arch):
+    """`for_inference` folds every batch norm into its convolution (none is left) and changes the layout,
+    not the answers: batch norms with drawn statistics, so that folding them is not the identity."""
+    torch.manual_seed(0)
+    model = build_model(refine_config(arch=arch) if arch.startswith("siamese") else
+                        ModelConfig(arch=arch, input_size=64)).eval()
+    if arch.startswith("siamese"):
+        model.start_refiner()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    channels = 8 if arch.startswith("siamese") else 6
+    images = torch.rand(2, channels, 96, 96)
+    windows, patches = torch.rand(1, 2, 4, 96, 96), torch.rand(1, 2, 4, 32, 32)
+    with torch.no_grad():
+        before = model(images)
+        refined = model.refiner(windows, patches) if arch.startswith("siamese") else None
+        folded = for_inference(model)
+        after = folded(images)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        for old, new in zip(before, after, strict=True):
+            assert torch.allclose(old, new, atol=1e-4)
+        if refined is not None:
+            again = folded.refiner(windows, patches)
+            assert torch.allclose(refined.paired_logits, again.paired_logits, atol=1e-4)
+            assert torch.allclose(refined.offsets, again.offsets, atol=1e-3)
