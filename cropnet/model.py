@@ -156,18 +156,20 @@ def build_model(config: ModelConfig) -> nn.Module:
 def for_inference(model: nn.Module) -> nn.Module:
     """`model` in eval mode, each batch norm folded into the convolution before it, in channels-last layout.
 
-    For answering only (training needs the batch norms). At inference a batch norm is a fixed affine
-    map, so folding it (torch's `fuse_conv_bn_eval`) drops one full-size activation per convolution;
-    channels-last lets oneDNN's convolutions skip converting to and from their own layout. Together,
-    on the 12-megapixel benchmark pairs, `--method net`'s work memory went from 159-188 to 133-142 MB
-    (the scan's stem over a 640-px view alone made 19 MB of output, and the conversion as much again);
-    features differ from the unfolded model's by float rounding (1e-6). See docs/speed.md.
+    For answering only: training needs the batch norms, and the folded model's state dict no longer
+    fits a checkpoint, so it is never saved. At inference a batch norm is a fixed affine map, so
+    folding it (torch's `fuse_conv_bn_eval`) saves its full-size output; channels-last lets oneDNN's
+    convolutions skip converting to and from their own layout (the scan's stem over a 640 x 480 view:
+    a 19 MB output, and 45 MB of peak growth in the default layout, 24 MB channels-last). Measured
+    together, on the 12-megapixel benchmark pairs, `--method net`'s work memory went from 159-188 to
+    133-142 MB; features differ from the unfolded model's by float rounding (at most 2e-6 there).
+    See docs/speed.md, change 17. A model already folded is left as it is.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
     for module in list(model.modules()):
-        if isinstance(module, BasicBlock):
+        if isinstance(module, BasicBlock) and isinstance(module.bn1, nn.BatchNorm2d):
             module.conv1, module.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
             module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
         elif isinstance(module, nn.Sequential):
