@@ -159,11 +159,11 @@ def for_inference(model: nn.Module) -> nn.Module:
     For answering only: training needs the batch norms, and the folded model's state dict no longer
     fits a checkpoint, so it is never saved. At inference a batch norm is a fixed affine map, so
     folding it (torch's `fuse_conv_bn_eval`) saves its full-size output; channels-last lets oneDNN's
-    convolutions skip converting to and from their own layout (the scan's stem over a 640 x 480 view:
-    a 19 MB output, and 45 MB of peak growth in the default layout, 24 MB channels-last). Measured
-    together, on the 12-megapixel benchmark pairs, `--method net`'s work memory went from 159-188 to
-    133-142 MB; features differ from the unfolded model's by float rounding (at most 2e-6 there).
-    See docs/speed.md, change 17. A model already folded is left as it is.
+    convolutions skip converting to and from their own layout (a convolution of the stem's shape over
+    the scan's 640 x 480 view: a 19 MB output, 45 MB of peak growth in the default layout, 24 MB
+    channels-last). Measured together, on the 12-megapixel benchmark pairs, `--method net`'s work
+    memory went from 159-188 to 133-142 MB; features differ from the unfolded model's by float
+    rounding (at most 2e-6 there). See docs/speed.md, change 17. A model already folded is left as it is.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -508,15 +508,17 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     return torch.log(stats.clamp(min=0) + 1e-4)
 
 
-def mirror_excess(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor | None = None) -> torch.Tensor:
     """(B,): how much better the crop fits mirrored left to right than as it is, where it was found:
-    the log of the ratio of the two residuals `crop_fit` takes (inputs as there). A flipped crop is not a
-    crop (README), and where one is found at the place it was flipped from, its mirror image fits to the
-    noise; a true crop fits there at least as well as its mirror image."""
+    the log of the ratio of the two residuals `crop_fit` takes (inputs as there; `fit`, the crop's own
+    `crop_fit` there when already taken). A flipped crop is not a crop (README), and where one is found
+    at the place it was flipped from, its mirror image fits to the noise; a true crop fits there at
+    least as well as its mirror image."""
     width = int(crops[:, 3].sum(-1).amax())  # the crop's width in the view, which starts at its top-left
     mirrored = crops.clone()
     mirrored[..., :width] = crops[..., :width].flip(-1)
-    return crop_fit(regions, crops)[:, 0] - crop_fit(regions, mirrored)[:, 0]
+    own = crop_fit(regions, crops) if fit is None else fit
+    return own[:, 0] - crop_fit(regions, mirrored)[:, 0]
 
 
 class RefineOutput(NamedTuple):
@@ -561,9 +563,10 @@ class Refiner(nn.Module):
             nn.init.zeros_(self.crop_paired[-1].weight)
             nn.init.zeros_(self.crop_paired[-1].bias)
 
-    def crop_logits(self, regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 2): what the whole crop's fit adds to `forward`'s paired logits, at the corner that gave
-        `regions`. A separate step, since the regions are cut where `forward`'s offsets put the corner.
+    def crop_logits(self, fit: torch.Tensor) -> torch.Tensor:
+        """(B, 2): what the whole crop's fit (`crop_fit`, (B, CROP_STATS)) adds to `forward`'s paired
+        logits, at the corner that gave its regions. A separate step, since the regions are cut where
+        `forward`'s offsets put the corner.
 
         Answering (eval mode) it can only take away, a veto: it lowers the "crop" logit where the whole
         crop does not fit, and never raises it. Allowed to add, the head lifted regions just past the
@@ -573,7 +576,7 @@ class Refiner(nn.Module):
         start never learnt, as its head starts silent at a margin of 0 and one step towards "crop"
         left no gradient (measured: a 3-epoch run that stayed at its first step).
         """
-        logits = self.crop_paired(crop_fit(regions, crops))
+        logits = self.crop_paired(fit)
         if self.crop_paired.training:  # the crop-fit stage trains this head alone, the rest in eval mode
             return logits
         veto = (logits[:, 1] - logits[:, 0]).clamp(max=0)
@@ -659,5 +662,5 @@ class Refiner(nn.Module):
             if not self.training:  # the answer's corner is the pixel fit; training's loss is on the soft-argmax
                 pair_offsets = fitted
         if regions is not None:
-            paired_logits = paired_logits + self.crop_logits(regions, crops)
+            paired_logits = paired_logits + self.crop_logits(crop_fit(regions, crops))
         return RefineOutput(paired_logits, pair_offsets)

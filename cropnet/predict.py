@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import DEFAULT_MAX_PIXELS, image_size, is_jpeg, load_grey_and_view, load_image
 from .verify import PreparedCrop, VerifyConfig, match_pair
+
+if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
+    import torch
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Found from where the code lives, not the current directory: the repository's
@@ -83,6 +86,17 @@ class Proposal(NamedTuple):
     swapped_prob: float
     # More corners worth a closer look (the refining stage): the correlation map's highest peaks, in px.
     candidates: tuple = ()
+
+
+class Look(NamedTuple):
+    """A closer look's answer, with what the look compared at the answer's corner (None without a
+    whole-crop fit): the whole crop's view, the original's region there and their `crop_fit`. The
+    mirror check compares the crop's mirror image on the same region."""
+
+    answer: Proposal
+    crop_view: torch.Tensor | None = None
+    region: torch.Tensor | None = None
+    fit: torch.Tensor | None = None
 
 
 # Peaks of the first stage's correlation map refined besides its soft-argmax corner. On flat art the first
@@ -222,37 +236,31 @@ class Predictor:
         `a` and `b` may be reduced copies (see `Predictor.load`); `sizes` then gives their true (width, height).
         """
         first = self.closer_look(proposal, a, b, sizes)
-        if first is proposal:  # no refining stage, or the size rule has decided
-            return first
-        again = self.closer_look(proposal._replace(top_left=first.top_left, candidates=()), a, b, sizes)
-        answer = again if again.paired_prob > first.paired_prob else first
-        if not answer.paired and SCAN_PEAKS:
+        if first.answer is proposal:  # no refining stage, or the size rule has decided
+            return proposal
+        again = self.closer_look(proposal._replace(top_left=first.answer.top_left, candidates=()), a, b, sizes)
+        look = again if again.answer.paired_prob > first.answer.paired_prob else first
+        if not look.answer.paired and SCAN_PEAKS:
             corners = self.scan(proposal, a, b, sizes)
             wide = self.closer_look(proposal._replace(top_left=corners[0], candidates=tuple(corners[1:])),
                                     a, b, sizes)
-            if wide.paired_prob >= SCAN_THRESHOLD:
-                answer = wide
-        return self.mirror_check(answer, a, b, sizes)
+            if wide.answer.paired_prob >= SCAN_THRESHOLD:
+                look = wide
+        return self.mirror_check(look)
 
-    def mirror_check(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
+    def mirror_check(self, look: Look) -> Proposal:
         """A crop that fits clearly better mirrored than as it is (`model.mirror_excess`) is a flipped
         crop, not a crop: its "crop" logit is lowered by MIRROR_WEIGHT for each unit of log-residual past
-        MIRROR_MARGIN."""
-        config = self.model.config
-        if not (answer.paired and config.refine_crop_side):
+        MIRROR_MARGIN. Compared on the views the look took at its corner."""
+        answer = look.answer
+        if not answer.paired or look.region is None:
             return answer
         import torch
 
-        from .data import crop_fit_scale, crop_fit_views
         from .model import mirror_excess
 
-        original, original_size, crop, crop_size, resolution = oriented(answer, a, b, sizes)
-        fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
-                                   config.refine_crop_side) / resolution
-        crop_view, regions = crop_fit_views(original, crop, [np.asarray(answer.top_left) * resolution], fit_scale,
-                                            config.refine_crop_side)
         with torch.no_grad():
-            excess = float(mirror_excess(torch.from_numpy(regions), torch.from_numpy(crop_view)[None])[0])
+            excess = float(mirror_excess(look.region[None], look.crop_view[None], look.fit[None])[0])
         if excess <= MIRROR_MARGIN:
             return answer
         logit = np.log(answer.paired_prob / max(1 - answer.paired_prob, 1e-9))
@@ -279,18 +287,19 @@ class Predictor:
         corners = np.clip(np.round(places.cpu().numpy() / scale / resolution), 0, original_size - crop_size)
         return [(int(x), int(y)) for x, y in corners.astype(int)]
 
-    def closer_look(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
+    def closer_look(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Look:
         """One look of the refining stage at the proposal's corner and candidates: the surest of them."""
         config = self.model.config
         if not config.refine_zoom:
-            return proposal
+            return Look(proposal)
         import torch
 
         from .data import crop_fit_scale, crop_fit_views, refine_scale, refine_views, refined_corner
+        from .model import crop_fit
 
         original, original_size, crop, crop_size, resolution = oriented(proposal, a, b, sizes)
         if np.any(crop_size > original_size):  # the size rule has already said "not a crop"
-            return proposal
+            return Look(proposal)
         scale = refine_scale((original_size, crop_size), config.input_size, config.refine_zoom) / resolution
         corners = list(dict.fromkeys([proposal.top_left, *proposal.candidates]))  # distinct, soft-argmax first
         views = [refine_views(original, crop, np.asarray(corner) * resolution, scale, config.refine_patch,
@@ -305,20 +314,25 @@ class Predictor:
                  for offsets, origin in zip(torch.cat([o.offsets for o in outputs]).cpu().numpy(), origins,
                                             strict=True)]  # array px
         logits = torch.cat([output.paired_logits for output in outputs])
+        fit = None  # without a whole-crop fit
         if config.refine_crop_side:  # the whole crop compared where each look put the corner
             fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
                                        config.refine_crop_side) / resolution
-            crop_view, regions = crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side)
+            crop_view, regions = (torch.from_numpy(views).to(self.device) for views in
+                                  crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side))
             with torch.no_grad():  # every corner at once: the crop is blurred and transformed once for all
-                logits = logits + self.model.refiner.crop_logits(torch.from_numpy(regions).to(self.device),
-                                                                 torch.from_numpy(crop_view)[None].to(self.device))
+                fit = crop_fit(regions, crop_view[None])
+                logits = logits + self.model.refiner.crop_logits(fit)
         probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely
         paired_prob = float(probabilities[best])
         refined = found[best] / resolution
         top_left = np.clip(np.round(refined), 0, original_size - crop_size).astype(int)
-        return Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),
-                        paired_prob, proposal.swapped_prob)
+        answer = Proposal(paired_prob >= self.threshold, proposal.swapped, (int(top_left[0]), int(top_left[1])),
+                          paired_prob, proposal.swapped_prob)
+        if fit is None:
+            return Look(answer)
+        return Look(answer, crop_view, regions[best], fit[best])
 
     def predict_files(self, path_a: str, path_b: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
         return self.answer(self.load(path_a, path_b, max_pixels))

@@ -434,14 +434,14 @@ def test_the_whole_crop_head_can_lower_the_crop_logit_but_never_raise_it():
     last = refiner.crop_paired[-1]
     with torch.no_grad():
         last.bias.copy_(torch.tensor([0.0, 5.0]))  # "a crop", as sure as can be
-        assert torch.equal(refiner.crop_logits(regions, crops), torch.zeros(3, 2))
+        assert torch.equal(refiner.crop_logits(crop_fit(regions, crops)), torch.zeros(3, 2))
         last.bias.copy_(torch.tensor([2.0, -1.0]))  # "not a crop" by a margin of 3
-        vetoed = refiner.crop_logits(regions, crops)
+        vetoed = refiner.crop_logits(crop_fit(regions, crops))
     assert torch.equal(vetoed[:, 0], torch.zeros(3)) and torch.allclose(vetoed[:, 1], torch.full((3,), -3.0))
     refiner.crop_paired.train()
     with torch.no_grad():
         last.bias.copy_(torch.tensor([0.0, 5.0]))
-        assert torch.allclose(refiner.crop_logits(regions, crops), torch.tensor([[0.0, 5.0]] * 3))
+        assert torch.allclose(refiner.crop_logits(crop_fit(regions, crops)), torch.tensor([[0.0, 5.0]] * 3))
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "siamese-resnet18"])

@@ -107,18 +107,18 @@ def test_the_refining_stage_answers_the_same_whatever_its_batch(pair_files, monk
 
 
 def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_surer(monkeypatch):
-    from cropnet.predict import Proposal
+    from cropnet.predict import Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks are stood in for
-    monkeypatch.setattr(predictor, "mirror_check", lambda answer, a, b, sizes: answer)
+    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
     first_proposal = Proposal(True, False, (10, 20), 0.9, 0.1, candidates=((300, 40), (5, 5)))
     looks = []
     for second_prob, kept in ((0.8, (100, 50)), (0.6, (101, 52))):  # surer than the first (0.7), or not
         def closer_look(proposal, a, b, sizes, second_prob=second_prob):
             looks.append(proposal)
             if proposal.candidates:  # the first look
-                return proposal._replace(top_left=(101, 52), paired_prob=0.7, candidates=())
-            return proposal._replace(top_left=(100, 50), paired_prob=second_prob)
+                return Look(proposal._replace(top_left=(101, 52), paired_prob=0.7, candidates=()))
+            return Look(proposal._replace(top_left=(100, 50), paired_prob=second_prob))
         monkeypatch.setattr(predictor, "closer_look", closer_look)
         answer = predictor.refine(first_proposal, None, None)
         assert looks[-1].top_left == (101, 52) and looks[-1].candidates == ()  # from the first look's corner
@@ -126,7 +126,7 @@ def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_
 
 
 def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(monkeypatch):
-    from cropnet.predict import SCAN_PEAKS, SCAN_THRESHOLD, Proposal
+    from cropnet.predict import SCAN_PEAKS, SCAN_THRESHOLD, Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks and the scan are stood in for
     start = Proposal(False, False, (10, 20), 0.2, 0.1, candidates=((300, 40),))
@@ -137,7 +137,7 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
         return [(7, 8), (9, 9), (3, 4)]
 
     monkeypatch.setattr(predictor, "scan", scan)
-    monkeypatch.setattr(predictor, "mirror_check", lambda answer, a, b, sizes: answer)
+    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
     sure, unsure = SCAN_THRESHOLD + 0.05, (SCAN_THRESHOLD + 0.5) / 2  # both above 0.5
     for look_prob, scan_prob, expected in ((0.9, sure, (1, 1)), (0.3, sure, (7, 8)), (0.3, unsure, (1, 1))):
         scans.clear()
@@ -146,8 +146,9 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
         def closer_look(proposal, a, b, sizes, look_prob=look_prob, scan_prob=scan_prob):
             looks.append(proposal)
             if proposal.top_left == (7, 8):  # the scan's best place
-                return proposal._replace(paired=scan_prob >= 0.5, paired_prob=scan_prob)
-            return proposal._replace(top_left=(1, 1), paired=look_prob >= 0.5, paired_prob=look_prob, candidates=())
+                return Look(proposal._replace(paired=scan_prob >= 0.5, paired_prob=scan_prob))
+            return Look(proposal._replace(top_left=(1, 1), paired=look_prob >= 0.5, paired_prob=look_prob,
+                                          candidates=()))
 
         monkeypatch.setattr(predictor, "closer_look", closer_look)
         answer = predictor.refine(start, None, None)
@@ -169,15 +170,29 @@ def test_the_scan_finds_a_crop_over_the_whole_original(pair_files):
 
 
 def test_a_crop_that_fits_better_mirrored_is_no_crop(pair_files):
-    """The test pair's crop and its flipped copy, both said to be at the crop's place (123, 45): the flip
-    fits better mirrored there and is turned down; the true crop is left as it was."""
-    from cropnet.predict import Proposal
+    """The test pair's crop and its flipped copy, both said to be at the crop's place (123, 45), with the
+    views a closer look takes there: the flip fits better mirrored and is turned down; the true crop is
+    left as it was."""
+    import torch
+
+    from cropnet.data import crop_fit_scale, crop_fit_views
+    from cropnet.model import crop_fit
+    from cropnet.predict import Look, Proposal
 
     predictor = Predictor("net")
+    config = predictor.model.config
     original = load_image(pair_files / "original.jpg")
     said = Proposal(True, False, (123, 45), 0.95, 0.1)
-    assert predictor.mirror_check(said, original, load_image(pair_files / "crop.jpg"), None) == said
-    flipped = predictor.mirror_check(said, original, load_image(pair_files / "flip.jpg"), None)
+
+    def look_at(crop):
+        scale = crop_fit_scale(original.shape[1::-1], crop.shape[1::-1], config.input_size, config.refine_zoom,
+                               config.refine_crop_side)
+        crop_view, regions = (torch.from_numpy(views) for views in
+                              crop_fit_views(original, crop, [said.top_left], scale, config.refine_crop_side))
+        return Look(said, crop_view, regions[0], crop_fit(regions, crop_view[None])[0])
+
+    assert predictor.mirror_check(look_at(load_image(pair_files / "crop.jpg"))) == said
+    flipped = predictor.mirror_check(look_at(load_image(pair_files / "flip.jpg")))
     assert not flipped.paired and flipped.paired_prob < 0.5 and flipped.top_left == (123, 45)
 
 
