@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from cropnet import __version__
-from cropnet.config import ModelConfig, SynthConfig, TrainConfig
+from cropnet.config import STAGES, ModelConfig, SynthConfig, TrainConfig
 from cropnet.errors import CropnetError
 from cropnet.images import DEFAULT_MAX_PIXELS
 from cropnet.predict import METHODS
@@ -110,11 +110,13 @@ def cli(context, debug):
               help="Fine-tune: start from this checkpoint's weights and model config (e.g. checkpoints/cropnet.pt), "
                    "with a fresh optimizer, schedule and curriculum.")
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 on a GPU, bfloat16 on a CPU).")
-@click.option("--stage", type=click.Choice(["match", "refine", "crop-fit"]), default=TrainConfig.stage,
+@click.option("--stage", type=click.Choice(STAGES), default=TrainConfig.stage,
               show_default=True,
               help="match: train the network; refine: train only a siamese network's refining stage "
                    "(added to an --init checkpoint that has none), the rest kept as it is; crop-fit: train only "
-                   "that stage's whole-crop head (see --refine-crop-side).")
+                   "that stage's whole-crop head (see --refine-crop-side); crop-mined: that head again, from the "
+                   "corners `predict --method net` looks at when an --init checkpoint answers pairs of these photos "
+                   "(use --photo-max-side as large as the photos you answer).")
 @click.option("--refine-zoom", type=click.FloatRange(min=0), default=ModelConfig.refine_zoom, show_default=True,
               help="Siamese: scale of the refining stage's closer view over the first view's (0: no such stage; "
                    "--stage refine adds one at 4 when 0).")
@@ -129,11 +131,14 @@ def cli(context, debug):
               help="The refining stage's last look: the whole crop compared with the original under the corner it "
                    "found, pixel by pixel, its longer side seen at this many px (0: no such look; --stage crop-fit "
                    "adds it to an --init checkpoint).")
+@click.option("--refine-crop-adds", is_flag=True,
+              help="--stage crop-mined: answering adds the whole-crop head's say whole (raising 'crop' too) and "
+                   "searches the whole crop around a corner the looks turned down; without it, a veto.")
 @max_pixels_option
 @device_option
 def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, lr, freeze_epochs, easy_epochs,
           ramp_epochs, arch, input_size, fit, photo_max_side, workers, seed, pretrained, resume, init, amp,
-          stage, refine_zoom, refine_jitter, refine_pixels, refine_crop_side, max_pixels, device):
+          stage, refine_zoom, refine_jitter, refine_pixels, refine_crop_side, refine_crop_adds, max_pixels, device):
     """Train a model on pairs synthesized from a folder of photos.
 
     Under `torchrun --nproc_per_node=N detect.py train ...` the N processes share
@@ -144,7 +149,8 @@ def train(images_dir, out_dir, epochs, pairs_per_epoch, val_pairs, batch_size, l
 
     try:
         model_config = ModelConfig(arch=arch, input_size=input_size, fit=fit, refine_zoom=refine_zoom,
-                                   refine_pixels=refine_pixels, refine_crop_side=refine_crop_side)
+                                   refine_pixels=refine_pixels, refine_crop_side=refine_crop_side,
+                                   refine_crop_adds=refine_crop_adds)
         synth_config = SynthConfig(photo_max_side=photo_max_side)
         train_config = TrainConfig(epochs=epochs, pairs_per_epoch=pairs_per_epoch, val_pairs=val_pairs,
                                    batch_size=batch_size, lr=lr, freeze_epochs=freeze_epochs, easy_epochs=easy_epochs,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 
 # Negative kinds the synthesizer makes; "positive" is a true crop.
 PAIR_KINDS = ("positive", "other", "flip", "border", "resized")
+STAGES = ("match", "refine", "crop-fit", "crop-mined")  # what `train` trains: see TrainConfig.stage
 
 
 @dataclass
@@ -73,6 +74,11 @@ class ModelConfig:
     # smaller; model.crop_fit). 0 leaves it out. The corner patches above see only a small part of a large crop.
     # Like the pixel fit, part of the refining stage: without refine_zoom there is nothing for it to do.
     refine_crop_side: int = 0
+    # How answering takes the whole-crop head's say. False: as a veto, lowering "crop" only (the shipped head).
+    # True (train --stage crop-mined --refine-crop-adds): whole, raising it too, and the whole crop is searched
+    # around a corner both looks turned down (predict.Predictor.refine). Measured on the validation photos, an
+    # added head let regions just past the border through, however it was trained (docs/network.md).
+    refine_crop_adds: bool = False
 
     def __post_init__(self):
         if self.fit not in ("common", "stretch"):
@@ -113,14 +119,15 @@ class TrainConfig:
     workers: int = 1  # DataLoader processes synthesizing pairs
     amp: bool = False  # mixed precision: float16 on a GPU, bfloat16 on a CPU
     # "match": train the network; "refine": train only its refining stage, the rest frozen;
-    # "crop-fit": train only the refining stage's whole-crop head (model.crop_fit), the rest frozen.
+    # "crop-fit": train only the refining stage's whole-crop head (model.crop_fit), the rest frozen;
+    # "crop-mined": the same head, from the corners `predict --method net` really looks at (train.train_on_answers).
     stage: str = "match"
     # refine: the first stage's corner error is simulated, as this share of the original's side (std per axis)
     refine_jitter: float = 0.04
 
     def __post_init__(self):
-        if self.stage not in ("match", "refine", "crop-fit"):
-            raise ValueError(f"stage must be 'match', 'refine' or 'crop-fit', not {self.stage!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
 
 
 def config_from_dict(cls, values: dict):

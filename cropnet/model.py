@@ -477,6 +477,18 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
 CROP_STATS = 3
 
 
+def placed_residuals(regions: torch.Tensor, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The whole crop tried at every place over each region (inputs as `crop_fit` takes them): the mean
+    squared residual of the blurred pixels at each place (B, o, o), a place where the crop hardly meets
+    the image made no fit; the crop's blurred pixels and mask; and how many of its pixels can be compared (B, 1, 1)."""
+    region_rgb, region_valid = blurred_valid(regions)
+    crop_rgb, crop_valid = blurred_valid(crops)
+    squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid)  # (B, o, o)
+    possible = crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
+    residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * 1e3  # hardly meeting the image
+    return residual, crop_rgb, crop_valid, possible
+
+
 def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """Compare the whole crop with the original under it, pixel by pixel, at a reduced scale.
 
@@ -491,21 +503,26 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     Returns (B, CROP_STATS), logarithms: the mean squared residual of the blurred pixels at the best
     place, the share of the crop off the image there, and the crop's texture.
     """
-    region_rgb, region_valid = blurred_valid(regions)
-    crop_rgb, crop_valid = blurred_valid(crops)
-    squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid)  # (B, o, o)
+    residual, crop_rgb, crop_valid, possible = placed_residuals(regions, crops)
     # What hangs past the image is counted from 2 px beyond its edge: a true crop against the border can
     # overhang its reduced original by a pixel, as the two are reduced on their own grids. Regions past
     # the border by less are the pixel fit's to see, at its larger scale.
     near_image = F.max_pool2d(regions[:, 3:], 5, stride=1, padding=2)
-    possible = crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
     cover = fft_correlation(near_image, crop_valid) / possible
-    residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * 1e3  # hardly meeting the image
     best = residual.flatten(1).argmin(1, keepdim=True)
     texture = mean_step(crop_rgb, crop_valid).expand(len(regions))  # one crop's is taken once
     stats = torch.stack([residual.flatten(1).gather(1, best)[:, 0].clamp(max=1e2),
                          1 - cover.flatten(1).gather(1, best)[:, 0], texture], 1)
     return torch.log(stats.clamp(min=0) + 1e-4)
+
+
+def crop_search(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """(B, 2): the place (x, y), view px from each region's start, where the whole crop fits best (inputs as
+    `crop_fit`, usually over a wider region). Where the crop's corners are flat, the refining stage's
+    corner patches can settle tens of px off; every pixel of the crop together rarely does."""
+    residual = placed_residuals(regions, crops)[0]
+    best = residual.flatten(1).argmin(1)
+    return torch.stack([best % residual.shape[-1], torch.div(best, residual.shape[-1], rounding_mode="floor")], 1)
 
 
 def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor | None = None) -> torch.Tensor:
@@ -574,10 +591,14 @@ class Refiner(nn.Module):
         at simulated corners, not at the ones the refining stage finds); as a veto it kept 0.980 there
         and the gain on resized flat crops (docs/network.md). Training adds it whole: a veto from the
         start never learnt, as its head starts silent at a margin of 0 and one step towards "crop"
-        left no gradient (measured: a 3-epoch run that stayed at its first step).
+        left no gradient (measured: a 3-epoch run that stayed at its first step). Trained at the corners
+        answering really finds (train --stage crop-mined), added whole it again let regions past the border
+        through; `config.refine_crop_adds` says to add it anyway.
         """
         logits = self.crop_paired(fit)
-        if self.crop_paired.training:  # the crop-fit stage trains this head alone, the rest in eval mode
+        # Training adds it (the crop-fit stage trains this head alone, the rest in eval mode); so does a head
+        # trained at the pipeline's own corners (ModelConfig.refine_crop_adds).
+        if self.crop_paired.training or self.config.refine_crop_adds:
             return logits
         veto = (logits[:, 1] - logits[:, 0]).clamp(max=0)
         return torch.stack([torch.zeros_like(veto), veto], 1)

@@ -88,6 +88,16 @@ class Proposal(NamedTuple):
     candidates: tuple = ()
 
 
+class SeenLook(NamedTuple):
+    """Every corner one closer look judged, as `train --stage crop-mined` learns from them (`Predictor.seen`)."""
+
+    logits: torch.Tensor  # (n, 2) the refining stage's paired logits, without the whole-crop head's say
+    fit: torch.Tensor  # (n, CROP_STATS) the whole crop's fit at each corner (model.crop_fit)
+    corners: np.ndarray  # (n, 2) each corner, (x, y) in the original's px
+    swapped: bool  # the order the look took: the first image is the crop
+    fit_scale: float  # view px of the whole crop's fit per original px
+
+
 class Look(NamedTuple):
     """A closer look's answer, with what the look compared at the answer's corner (None without a
     whole-crop fit): the whole crop's view, the original's region there and their `crop_fit`. The
@@ -118,6 +128,10 @@ SCAN_PEAKS = 4
 # changed on the validation photos either way (docs/network.md). Its best places were the first of the 8
 # for every true crop it found, so 4 are looked at: fewer chances for a negative, the same true crops.
 SCAN_THRESHOLD = 0.9
+# How far (view px of the whole crop's fit, model.crop_search) the whole crop is searched around a corner
+# both looks turned down, when the checkpoint's crop head adds (ModelConfig.refine_crop_adds). On the flat art
+# and the validation photos it found no true crop the looks had missed (docs/network.md).
+WHOLE_CROP_RADIUS = 32
 # A flipped crop found where it was flipped from fits its mirror image to the noise (`mirror_check`). On the
 # validation photos and the flat art, no true crop came near: the own residual exceeded the mirrored one by
 # at most 0.01 (log) at the corner answered. Past this margin (the mirror fitting e times better), the
@@ -159,6 +173,7 @@ class Predictor:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.method, self.threshold, self.model = method, threshold, None
+        self.seen: list[SeenLook] | None = None  # a list: every closer look is kept there (train --stage crop-mined)
         # Threads, so that decoding, the network and verification's preparation use both cores of a small
         # machine: the original's full-size decode, and the network's view of the pair (see `load`).
         share_one_heap()
@@ -240,6 +255,12 @@ class Predictor:
             return proposal
         again = self.closer_look(proposal._replace(top_left=first.answer.top_left, candidates=()), a, b, sizes)
         look = again if again.answer.paired_prob > first.answer.paired_prob else first
+        if not look.answer.paired and self.searches_whole_crop:
+            corner = self.whole_crop_search(look.answer, a, b, sizes)
+            if corner != look.answer.top_left:
+                third = self.closer_look(proposal._replace(top_left=corner, candidates=()), a, b, sizes)
+                if third.answer.paired_prob > look.answer.paired_prob:
+                    look = third
         if not look.answer.paired and SCAN_PEAKS:
             corners = self.scan(proposal, a, b, sizes)
             wide = self.closer_look(proposal._replace(top_left=corners[0], candidates=tuple(corners[1:])),
@@ -267,6 +288,36 @@ class Predictor:
         logit -= MIRROR_WEIGHT * (excess - MIRROR_MARGIN)
         paired_prob = float(1 / (1 + np.exp(-logit)))
         return answer._replace(paired=paired_prob >= self.threshold, paired_prob=paired_prob)
+
+    @property
+    def searches_whole_crop(self) -> bool:
+        """Whether `refine` searches the whole crop around a turned-down corner: only a whole-crop head that
+        adds can answer "a crop" where the corner patches were unsure; mining for train --stage crop-mined
+        (`seen`) looks wherever answering with the head it trains will."""
+        return self.seen is not None or bool(self.model is not None and self.model.config.refine_crop_adds)
+
+    def whole_crop_search(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple[int, int]:
+        """The corner, in image px, where the whole crop fits best within WHOLE_CROP_RADIUS view px (at the
+        whole crop's fit's scale) of the answer's corner (`model.crop_search`)."""
+        import torch
+
+        from .data import crop_fit_scale, crop_fit_views
+        from .model import crop_search
+
+        config = self.model.config
+        original, original_size, crop, crop_size, resolution = oriented(answer, a, b, sizes)
+        fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
+                                   config.refine_crop_side) / resolution
+        corner = np.asarray(answer.top_left) * resolution  # array px
+        crop_view, region = crop_fit_views(original, crop, [corner], fit_scale, config.refine_crop_side,
+                                           radius=WHOLE_CROP_RADIUS)
+        with torch.no_grad():
+            place = crop_search(torch.from_numpy(region).to(self.device),
+                                torch.from_numpy(crop_view)[None].to(self.device))[0].cpu().numpy()
+        view_scale = min(fit_scale, 1.0)  # as crop_fit_views cuts: its region starts WHOLE_CROP_RADIUS before
+        found = (np.round(corner * view_scale) - WHOLE_CROP_RADIUS + place) / view_scale / resolution
+        found = np.clip(np.round(found), 0, original_size - crop_size).astype(int)
+        return int(found[0]), int(found[1])
 
     def scan(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> list[tuple[int, int]]:
         """Corners worth a closer look from the refining stage's features over the whole original
@@ -322,6 +373,9 @@ class Predictor:
                                   crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side))
             with torch.no_grad():  # every corner at once: the crop is blurred and transformed once for all
                 fit = crop_fit(regions, crop_view[None])
+                if self.seen is not None:
+                    self.seen.append(SeenLook(logits.cpu(), fit.cpu(), np.array(found) / resolution,
+                                              proposal.swapped, fit_scale * resolution))
                 logits = logits + self.model.refiner.crop_logits(fit)
         probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -174,6 +175,9 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     Under torchrun every process trains on its own share of each epoch's pairs
     (DistributedDataParallel); only rank 0 validates, logs and writes checkpoints.
     """
+    if train_config.stage == "crop-mined":
+        return train_on_answers(images_dir, out_dir, init=init, synth_config=synth_config, train_config=train_config,
+                                device=device, max_pixels=max_pixels, adds=model_config.refine_crop_adds, echo=echo)
     place, device = start_distributed(device)
     try:
         return train_process(images_dir, out_dir, model_config=model_config, synth_config=synth_config,
@@ -320,3 +324,160 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     return best_metrics or {}
 
 
+
+
+# A true crop's candidate counts as found, for `train_on_answers`, within this many view px of the whole crop's
+# fit (a quarter of the fit's reach, CROP_FIT_RADIUS): there the whole crop fits as it does at the corner.
+FOUND_WITHIN = 4.0
+
+
+class MinedLooks(NamedTuple):
+    """The candidates a pipeline's closer looks judged over many pairs, labelled (see `mine_looks`)."""
+
+    logits: torch.Tensor  # (n, 2) the refining stage's, without the whole-crop head
+    fit: torch.Tensor  # (n, CROP_STATS) the whole crop's fit at each
+    label: torch.Tensor  # (n,) 1: a true crop's corner found; 0: any corner of a negative pair
+    weight: torch.Tensor  # (n,) each pair weighs 1 in all, shared by its candidates
+    pair: torch.Tensor  # (n,) which pair
+    kind: torch.Tensor  # (n,) the pair's kind, an index into PAIR_KINDS
+
+
+def mine_looks(predictor, dataset: PairDataset, desc: str, show_progress: bool = True) -> MinedLooks:
+    """Answer every pair of `dataset` as `predict --method net` does, keeping every corner its closer looks
+    judged. A negative pair's corners are all "not a crop"; a true crop's are "a crop" where found
+    (FOUND_WITHIN, in the order the pair was made) and left out elsewhere: the crop is there, but not at
+    that corner, and what the whole crop's fit says there is no evidence either way."""
+    from .config import PAIR_KINDS
+
+    columns = {key: [] for key in MinedLooks._fields}
+    for index in tqdm(range(len(dataset)), desc=desc, leave=False, dynamic_ncols=True, disable=not show_progress):
+        pair = dataset.pair(index)
+        predictor.seen = []
+        predictor.predict_arrays(pair.a, pair.b)
+        chosen = []  # (logits, fit, label) of this pair's candidates
+        for look in predictor.seen:
+            for logits, fit, corner in zip(look.logits, look.fit, look.corners, strict=True):
+                if pair.kind != "positive":
+                    chosen.append((logits, fit, 0))
+                elif look.swapped == pair.swapped and \
+                        np.abs(corner - np.asarray(pair.top_left)).max() * look.fit_scale <= FOUND_WITHIN:
+                    chosen.append((logits, fit, 1))
+        for logits, fit, label in chosen:
+            for key, value in zip(MinedLooks._fields, (logits, fit, label, 1 / len(chosen), index,
+                                                       PAIR_KINDS.index(pair.kind)), strict=True):
+                columns[key].append(torch.as_tensor(value))
+    predictor.seen = None
+    if not columns["label"]:
+        raise TrainingError(f"{desc}: no pair was looked at closely (too few or too small photos?)")
+    return MinedLooks(*(torch.stack(columns[key]).float() if key in ("logits", "fit", "weight")
+                        else torch.stack(columns[key]).long() for key in MinedLooks._fields))
+
+
+def mined_loss(head, mined: MinedLooks) -> torch.Tensor:
+    """Cross-entropy of the refining stage's logits plus the head's say, each pair weighing the same."""
+    losses = F.cross_entropy(mined.logits + head(mined.fit), mined.label, reduction="none")
+    return (losses * mined.weight).sum() / mined.weight.sum().clamp(min=1e-9)
+
+
+def mined_metrics(head, mined: MinedLooks) -> dict:
+    """The loss, and per kind of pair how often the surest of its candidates answers right: "a crop" for a
+    true crop found at some corner, "not a crop" for a negative (the answering rule's first two looks, roughly)."""
+    from .config import PAIR_KINDS
+
+    with torch.no_grad():
+        loss = float(mined_loss(head, mined))
+        crop_prob = (mined.logits + head(mined.fit)).softmax(1)[:, 1]
+    pairs = int(mined.pair.max()) + 1
+    surest = torch.zeros(pairs).scatter_reduce(0, mined.pair, crop_prob, "amax", include_self=False)
+    kinds = torch.zeros(pairs, dtype=torch.long).scatter_reduce(0, mined.pair, mined.kind, "amax", include_self=False)
+    counted = torch.zeros(pairs, dtype=torch.bool).index_fill_(0, mined.pair, True)  # pairs with a candidate kept
+    right = (surest >= 0.5) == (kinds == 0)
+    by_kind = {kind: float(right[counted & (kinds == index)].float().mean())
+               for index, kind in enumerate(PAIR_KINDS) if (counted & (kinds == index)).any()}
+    return {"loss": loss, "paired_accuracy": float(right[counted].float().mean()) if counted.any() else float("nan"),
+            "accuracy_by_kind": by_kind, "candidates": len(mined.label)}
+
+
+def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synth_config: SynthConfig,
+                     train_config: TrainConfig, device: torch.device, max_pixels: int, adds: bool = False,
+                     echo=print) -> dict:
+    """`--stage crop-mined`: train the refining stage's whole-crop head at the corners answering really finds.
+
+    The crop-fit stage trains that head at simulated corners (the truth plus noise), which is not where
+    the refining stage settles on flat content; so there it may only veto. Here `--init`'s model answers
+    `pairs_per_epoch` pairs of the training photos, and `val_pairs` of the validation photos, as
+    `predict --method net` does, and every corner its closer looks judged is kept with the refining
+    stage's logits and the whole crop's fit there (`mine_looks`; cached in out_dir/mined.pt, so a
+    second run with the same photos and seed trains at once). Mining also looks where answering with an
+    adding head would: at the whole crop's best place around a corner the looks turned down
+    (`Predictor.whole_crop_search`). Then only the head is trained, its say added to those fixed logits,
+    `epochs` passes of mini-batches. With `adds` (--refine-crop-adds) the checkpoint says that answering
+    takes the head's say whole and searches the whole crop so (ModelConfig.refine_crop_adds); without, a
+    veto, as the crop-fit stage's head. Mining is one process: not for torchrun.
+    """
+    from .predict import Predictor
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainingError("--stage crop-mined answers pairs one by one: run it without torchrun")
+    if init is None:
+        raise TrainingError("--stage crop-mined trains the head of a trained model: give --init")
+    initial = load_checkpoint(init, map_location="cpu")
+    model_config = configs_from_checkpoint(initial)[0]
+    if not (model_config.refine_zoom and model_config.refine_crop_side):
+        raise TrainingError(f"{init}: --stage crop-mined needs a model with a whole-crop fit (--refine-crop-side)")
+    train_photos, val_photos = prepare_photos(images_dir, synth_config, max_pixels)
+    echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation")
+
+    cache = out_dir / "mined.pt"
+    key = {"init": str(init), "photos": train_photos.names + val_photos.names, "seed": train_config.seed,
+           "pairs": train_config.pairs_per_epoch, "val_pairs": train_config.val_pairs,
+           "photo_max_side": synth_config.photo_max_side}
+    stored = torch.load(cache, weights_only=False) if cache.exists() else None
+    if stored is not None and stored["key"] == key:
+        mined, val_mined = MinedLooks(*stored["train"]), MinedLooks(*stored["val"])
+        echo(f"mined looks read from {cache}")
+    else:
+        predictor = Predictor("net", init, device)
+        # The pairs as evaluate draws them (no augmentation); validation from other photos and another seed.
+        mined = mine_looks(predictor, PairDataset(train_photos.photos, train_config.pairs_per_epoch,
+                                                  train_config.seed, synth_config, transform=None), "mining")
+        val_mined = mine_looks(predictor, PairDataset(val_photos.photos, train_config.val_pairs,
+                                                      train_config.seed + 1, synth_config, transform=None),
+                               "mining validation")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": key, "train": tuple(mined), "val": tuple(val_mined)}, cache)
+    echo(f"candidates: {len(mined.label)} train ({int(mined.label.sum())} at true corners), "
+         f"{len(val_mined.label)} validation")
+
+    model = model_from_checkpoint(initial, init, replace(model_config, refine_crop_adds=adds))
+    head = model.refiner.crop_paired  # starts as --init's: trained at simulated corners
+    generator = torch.Generator().manual_seed(train_config.seed)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best, best_metrics = None, {}
+    for epoch in range(train_config.epochs):
+        started = time.time()
+        head.train()
+        order = torch.randperm(len(mined.label), generator=generator)
+        for start in range(0, len(order), train_config.batch_size):
+            batch = MinedLooks(*(column[order[start:start + train_config.batch_size]] for column in mined))
+            loss = mined_loss(head, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        head.eval()
+        losses, metrics = mined_metrics(head, mined), mined_metrics(head, val_mined)
+        improved = best is None or metrics["paired_accuracy"] > best
+        if improved:
+            best, best_metrics = metrics["paired_accuracy"], metrics
+        with open(out_dir / "log.jsonl", "a") as log:
+            log.write(json.dumps({"epoch": epoch, "lr": train_config.lr, "train": losses, "val": metrics,
+                                  "seconds": round(time.time() - started, 1)}) + "\n")
+        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch,
+                  "metrics": {**metrics, "best_paired_accuracy": best}}
+        if improved:
+            save_checkpoint(out_dir / "best.pt", model, half=True, **common)
+        save_checkpoint(out_dir / "last.pt", model, **common)
+        echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, val loss {metrics['loss']:.3f}, "
+             f"val paired accuracy {metrics['paired_accuracy']:.3f}" + (" (best)" if improved else ""))
+    return best_metrics

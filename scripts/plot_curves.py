@@ -37,6 +37,8 @@ def plot_run(records: list[dict], title: str):
     for key in ("loss", "paired", "swapped", "top_left", "offsets"):  # "offsets": a refining stage's run
         if key in records[0]["train"]:
             losses.plot(epochs, [r["train"][key] for r in records], marker=".", label=key)
+    if "loss" in records[0]["val"]:  # a crop-mined run: the loss on its validation looks too
+        losses.plot(epochs, [r["val"]["loss"] for r in records], marker=".", label="validation loss")
     losses.set(title="training loss (per epoch, mean)", xlabel="epoch", yscale="log")
     losses.legend()
 
@@ -60,6 +62,9 @@ def plot_run(records: list[dict], title: str):
     swapped.set(title=title, xlabel="epoch", ylim=(0, 1.02))
 
     corner = axes[1, 1]
+    if "top_left_error_fraction" not in records[0]["val"]:  # a crop-mined run: the looks place the corner
+        corner.set(title="corner: not this stage's (the refining stage's looks place it)")
+        return figure
     for key, bar in (("median", 0.01), ("p90", 0.03)):
         line, = corner.plot(epochs, [r["val"]["top_left_error_fraction"][key] for r in records], marker=".",
                             label=key)

@@ -19,6 +19,7 @@ from cropnet.model import (
     Matches,
     build_model,
     crop_fit,
+    crop_search,
     for_inference,
     match,
     mirror_excess,
@@ -392,6 +393,16 @@ def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_
     assert crop_fit_stats(original, past, (300, y), scale)[1] > np.log(0.2)  # a third hangs past the original
 
 
+def test_the_whole_crop_search_finds_the_corner_a_look_missed_by_tens_of_px():
+    original = textured_photo(300, 400, seed=5)
+    x, y, w, h = 140, 90, 150, 110
+    crop = original[y:y + h, x:x + w]
+    missed = (x - 25, y + 19)  # where a look on flat corners might settle
+    crops, regions = crop_fit_views(original, crop, [missed], 1.0, 160, radius=32)
+    place = crop_search(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0].tolist()
+    assert [missed[0] - 32 + place[0], missed[1] - 32 + place[1]] == [x, y]
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
     original = textured_photo(300, 400, seed=4)
@@ -442,6 +453,17 @@ def test_the_whole_crop_head_can_lower_the_crop_logit_but_never_raise_it():
     with torch.no_grad():
         last.bias.copy_(torch.tensor([0.0, 5.0]))
         assert torch.allclose(refiner.crop_logits(crop_fit(regions, crops)), torch.tensor([[0.0, 5.0]] * 3))
+
+
+def test_a_whole_crop_head_trained_at_the_answers_corners_is_added_whole():
+    """train --stage crop-mined marks its head as one that may raise the crop logit too."""
+    adding = build_model(refine_config(refine_pixels=True, refine_crop_side=48, refine_crop_adds=True)).refiner.eval()
+    regions, crops = torch.rand(3, 4, 64, 64), torch.rand(3, 4, 48, 48)
+    regions[:, 3], crops[:, 3] = 1.0, 1.0
+    with torch.no_grad():
+        adding.crop_paired[-1].bias.copy_(torch.tensor([0.0, 5.0]))
+        adding.crop_paired[-1].weight.zero_()
+        assert torch.allclose(adding.crop_logits(crop_fit(regions, crops)), torch.tensor([[0.0, 5.0]] * 3))
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "siamese-resnet18"])

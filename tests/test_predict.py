@@ -158,6 +158,47 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
             assert looks[-1].top_left == (7, 8) and looks[-1].candidates == ((9, 9), (3, 4))
 
 
+@pytest.mark.parametrize("adds", [True, False])
+def test_a_turned_down_corner_is_searched_with_the_whole_crop_when_its_head_adds(monkeypatch, adds):
+    """Both looks say "not a crop": with a whole-crop head that adds (ModelConfig.refine_crop_adds), the whole
+    crop's best place nearby is looked at before any scan, and that look kept when surer; with a veto-only
+    head nothing is searched."""
+    from types import SimpleNamespace
+
+    from cropnet.predict import Look, Proposal
+
+    predictor = Predictor("classic")  # no network needed: the looks and the search are stood in for
+    predictor.model = SimpleNamespace(config=SimpleNamespace(refine_crop_adds=adds))
+    monkeypatch.setattr(predictor, "scan", lambda *args: [(0, 0)])
+    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
+    searched, looks = [], []
+    monkeypatch.setattr(predictor, "whole_crop_search",
+                        lambda answer, a, b, sizes: searched.append(answer.top_left) or (40, 30))
+
+    def closer_look(proposal, a, b, sizes):
+        looks.append(proposal.top_left)
+        if proposal.top_left == (40, 30):  # the whole crop's place: the look from there is sure
+            return Look(proposal._replace(paired=True, paired_prob=0.8))
+        return Look(proposal._replace(top_left=(12, 21), paired=False, paired_prob=0.3, candidates=()))
+
+    monkeypatch.setattr(predictor, "closer_look", closer_look)
+    answer = predictor.refine(Proposal(False, False, (10, 20), 0.2, 0.1, candidates=((300, 40),)), None, None)
+    if adds:
+        assert searched == [(12, 21)] and looks[2] == (40, 30) and answer.top_left == (40, 30) and answer.paired
+    else:
+        assert not searched and (40, 30) not in looks and not answer.paired
+
+
+def test_the_whole_crop_search_puts_a_missed_corner_back(pair_files):
+    """The test pair's crop lies at (123, 45); from a corner 22 and 14 px off, the whole crop finds it."""
+    from cropnet.predict import Proposal
+
+    predictor = Predictor("net")
+    original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
+    missed = Proposal(False, False, (123 - 22, 45 + 14), 0.2, 0.1)
+    assert predictor.whole_crop_search(missed, original, crop, None) == (123, 45)
+
+
 def test_the_scan_finds_a_crop_over_the_whole_original(pair_files):
     """The shipped model's refining features over the whole of the test pair's original: one of the
     places it offers is within a feature cell of the true corner (123, 45)."""

@@ -317,3 +317,69 @@ def test_torchrun_trains_with_two_processes(tmp_path):
     assert sorted(path.name for path in out.iterdir()) == ["best.pt", "last.pt", "log.jsonl"]
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
     assert result.stdout.count("best validation paired accuracy") == 1
+
+
+def test_mined_looks_label_a_true_crops_found_corners_and_every_corner_of_a_negative():
+    """`mine_looks` keeps what every closer look judged: a true crop's corners near the truth are "a crop",
+    its corners elsewhere left out; every corner of a negative pair is "not a crop"."""
+    from cropnet.predict import SeenLook
+    from cropnet.train import FOUND_WITHIN, mine_looks
+
+    photos = [textured_photo(seed, 200, 150) for seed in range(3)]
+    dataset = PairDataset(photos, 12, 0, SynthConfig(photo_max_side=None), transform=None)
+
+    class Answering:  # stands in for Predictor("net"): two looks a pair, one corner at the truth, one 40 px off
+        seen = None
+
+        def predict_arrays(self, a, b):
+            pair = dataset.pair(self.index)
+            self.index += 1
+            truth = np.asarray(pair.top_left if pair.top_left is not None else (10, 10), dtype=float)
+            for shift in (0.0, 40.0):
+                self.seen.append(SeenLook(torch.tensor([[1.0, 2.0]]), torch.tensor([[-5.0, -9.0, -3.0]]),
+                                          np.array([truth + shift]), pair.swapped, FOUND_WITHIN / 2))
+
+    answering = Answering()
+    answering.index = 0
+    mined = mine_looks(answering, dataset, "test", show_progress=False)
+    kinds = [dataset.pair(i).kind for i in range(len(dataset))]
+    positives = [i for i, kind in enumerate(kinds) if kind == "positive"]
+    assert positives and len(positives) < len(kinds)
+    assert len(mined.label) == len(positives) + 2 * (len(kinds) - len(positives))
+    for index, kind in enumerate(kinds):
+        mine = mined.pair == index
+        if kind == "positive":  # only the corner at the truth: within FOUND_WITHIN view px (2 px here)
+            assert mined.label[mine].tolist() == [1]
+        else:
+            assert mined.label[mine].tolist() == [0, 0]
+        assert float(mined.weight[mine].sum()) == pytest.approx(1.0)  # each pair weighs the same
+    assert answering.seen is None  # answering is left as it was
+
+
+def test_crop_mined_stage_trains_the_whole_crop_head_from_answers(tmp_path, photo_folder):
+    """--stage crop-mined --init: the head is trained from the looks answering took (cached for a second run),
+    it is the only thing that moves, and the checkpoint says whether answering adds it."""
+    short = {"epochs": 1, "pairs_per_epoch": 16, "val_pairs": 8, "batch_size": 8, "workers": 0}
+    small = ModelConfig(arch="siamese-resnet18", input_size=64, head_hidden=16, feature_dim=16, refine_zoom=4.0,
+                        refine_patch=32, refine_window=96, refine_pixels=True, refine_crop_side=48)
+    train(photo_folder, tmp_path / "refine", model_config=small, synth_config=SynthConfig(),
+          train_config=TrainConfig(**short, stage="refine"), device=torch.device("cpu"), echo=lambda _: None)
+    mined = {**short, "epochs": 2, "pairs_per_epoch": 10, "val_pairs": 6, "stage": "crop-mined"}
+    said, adds = [], []
+    for flag in (False, True):  # --refine-crop-adds: answering takes the head's say whole (else a veto)
+        train(photo_folder, tmp_path / "mined", model_config=ModelConfig(refine_crop_adds=flag),
+              synth_config=SynthConfig(), train_config=TrainConfig(**mined), device=torch.device("cpu"),
+              init=tmp_path / "refine" / "last.pt", echo=said.append)
+        adds.append(load_checkpoint(tmp_path / "mined" / "last.pt")["model_config"]["refine_crop_adds"])
+    assert adds == [False, True] and (tmp_path / "mined" / "mined.pt").exists()
+    assert not any("read from" in line for line in said[:4]) and any("read from" in line for line in said[4:])
+    log = [json.loads(line) for line in (tmp_path / "mined" / "log.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in log] == [0, 1, 0, 1] and all(r["val"]["candidates"] > 0 for r in log)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "mined" / "last.pt"))
+    assert model.config.refine_crop_side == 48
+    before = model_from_checkpoint(load_checkpoint(tmp_path / "refine" / "last.pt")).state_dict()
+    moved = [name for name, value in model.state_dict().items() if not torch.equal(value, before[name])]
+    assert moved and all(name.startswith("refiner.crop_paired.") for name in moved)
+    with pytest.raises(TrainingError, match="--init"):
+        train(photo_folder, tmp_path / "none", model_config=ModelConfig(), synth_config=SynthConfig(),
+              train_config=TrainConfig(**mined), device=torch.device("cpu"), echo=lambda _: None)
