@@ -375,7 +375,7 @@ class Predictor:
                 fit = crop_fit(regions, crop_view[None])
                 if self.seen is not None:
                     self.seen.append(SeenLook(logits.cpu(), fit.cpu(), np.array(found) / resolution,
-                                              proposal.swapped, fit_scale * resolution))
+                                              proposal.swapped, min(fit_scale, 1.0) * resolution))
                 logits = logits + self.model.refiner.crop_logits(fit)
         probabilities = logits.softmax(1)[:, 1].cpu().numpy()
         best = int(np.argmax(probabilities))  # the corner where the closer look sees a crop most surely

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,7 +18,16 @@ from tqdm import tqdm
 
 from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ModelConfig, SynthConfig, TrainConfig
-from .data import PairDataset, PairTransform, PhotoSet, RefineTransform, describe_skipped, load_folder, split_names
+from .data import (
+    CROP_FIT_RADIUS,
+    PairDataset,
+    PairTransform,
+    PhotoSet,
+    RefineTransform,
+    describe_skipped,
+    load_folder,
+    split_names,
+)
 from .errors import TrainingError
 from .evaluate import predict_loader, predict_refine_loader, summarize, summarize_refine
 from .images import DEFAULT_MAX_PIXELS
@@ -175,6 +185,8 @@ def train(images_dir: Path, out_dir: Path, *, model_config: ModelConfig, synth_c
     Under torchrun every process trains on its own share of each epoch's pairs
     (DistributedDataParallel); only rank 0 validates, logs and writes checkpoints.
     """
+    if model_config.refine_crop_adds and train_config.stage != "crop-mined":
+        raise TrainingError("--refine-crop-adds is for --stage crop-mined (it says how to take the head it trains)")
     if train_config.stage == "crop-mined":
         return train_on_answers(images_dir, out_dir, init=init, synth_config=synth_config, train_config=train_config,
                                 device=device, max_pixels=max_pixels, adds=model_config.refine_crop_adds, echo=echo)
@@ -326,9 +338,9 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
 
 
 
-# A true crop's candidate counts as found, for `train_on_answers`, within this many view px of the whole crop's
-# fit (a quarter of the fit's reach, CROP_FIT_RADIUS): there the whole crop fits as it does at the corner.
-FOUND_WITHIN = 4.0
+# A true crop's candidate counts as found, for `mine_looks`, within this many view px of the whole crop's
+# fit: half its reach (CROP_FIT_RADIUS), so that the whole crop still fits there as at the corner itself.
+FOUND_WITHIN = CROP_FIT_RADIUS / 2
 
 
 class MinedLooks(NamedTuple):
@@ -339,19 +351,22 @@ class MinedLooks(NamedTuple):
     label: torch.Tensor  # (n,) 1: a true crop's corner found; 0: any corner of a negative pair
     weight: torch.Tensor  # (n,) each pair weighs 1 in all, shared by its candidates
     pair: torch.Tensor  # (n,) which pair
-    kind: torch.Tensor  # (n,) the pair's kind, an index into PAIR_KINDS
+    pair_kinds: torch.Tensor  # (pairs,) every pair's kind, an index into PAIR_KINDS; pairs with no corner kept too
 
 
 def mine_looks(predictor, dataset: PairDataset, desc: str, show_progress: bool = True) -> MinedLooks:
-    """Answer every pair of `dataset` as `predict --method net` does, keeping every corner its closer looks
-    judged. A negative pair's corners are all "not a crop"; a true crop's are "a crop" where found
-    (FOUND_WITHIN, in the order the pair was made) and left out elsewhere: the crop is there, but not at
-    that corner, and what the whole crop's fit says there is no evidence either way."""
+    """Answer every pair of `dataset` with `predictor` (recording: it also searches the whole crop, see
+    `Predictor.searches_whole_crop`), keeping every corner its closer looks judged. A negative pair's
+    corners are all "not a crop"; a true crop's are "a crop" where found (FOUND_WITHIN, in the order the
+    pair was made) and left out elsewhere: the crop is there, but not at that corner, and what the whole
+    crop's fit says there is no evidence either way."""
     from .config import PAIR_KINDS
 
-    columns = {key: [] for key in MinedLooks._fields}
+    columns = {key: [] for key in ("logits", "fit", "label", "weight", "pair")}
+    pair_kinds = []
     for index in tqdm(range(len(dataset)), desc=desc, leave=False, dynamic_ncols=True, disable=not show_progress):
         pair = dataset.pair(index)
+        pair_kinds.append(PAIR_KINDS.index(pair.kind))
         predictor.seen = []
         predictor.predict_arrays(pair.a, pair.b)
         chosen = []  # (logits, fit, label) of this pair's candidates
@@ -363,14 +378,14 @@ def mine_looks(predictor, dataset: PairDataset, desc: str, show_progress: bool =
                         np.abs(corner - np.asarray(pair.top_left)).max() * look.fit_scale <= FOUND_WITHIN:
                     chosen.append((logits, fit, 1))
         for logits, fit, label in chosen:
-            for key, value in zip(MinedLooks._fields, (logits, fit, label, 1 / len(chosen), index,
-                                                       PAIR_KINDS.index(pair.kind)), strict=True):
+            for key, value in zip(columns, (logits, fit, label, 1 / len(chosen), index), strict=True):
                 columns[key].append(torch.as_tensor(value))
     predictor.seen = None
     if not columns["label"]:
         raise TrainingError(f"{desc}: no pair was looked at closely (too few or too small photos?)")
-    return MinedLooks(*(torch.stack(columns[key]).float() if key in ("logits", "fit", "weight")
-                        else torch.stack(columns[key]).long() for key in MinedLooks._fields))
+    stacked = {key: torch.stack(values) for key, values in columns.items()}
+    return MinedLooks(stacked["logits"].float(), stacked["fit"].float(), stacked["label"].long(),
+                      stacked["weight"].float(), stacked["pair"].long(), torch.tensor(pair_kinds))
 
 
 def mined_loss(head, mined: MinedLooks) -> torch.Tensor:
@@ -379,23 +394,25 @@ def mined_loss(head, mined: MinedLooks) -> torch.Tensor:
     return (losses * mined.weight).sum() / mined.weight.sum().clamp(min=1e-9)
 
 
-def mined_metrics(head, mined: MinedLooks) -> dict:
-    """The loss, and per kind of pair how often the surest of its candidates answers right: "a crop" for a
-    true crop found at some corner, "not a crop" for a negative (the answering rule's first two looks, roughly)."""
+def mined_metrics(crop_say, head, mined: MinedLooks) -> dict:
+    """The loss (the head added whole, as trained), and per kind of pair how often the surest of its corners
+    answers right with the head's say as answering takes it (`crop_say`: `Refiner.crop_logits`): "a crop"
+    for a true crop, "not a crop" for a negative. A true crop with no corner near it is counted wrong.
+    A rough stand-in for the pipeline: its thresholds, the scan's and the mirror check, are left out."""
     from .config import PAIR_KINDS
 
     with torch.no_grad():
         loss = float(mined_loss(head, mined))
-        crop_prob = (mined.logits + head(mined.fit)).softmax(1)[:, 1]
-    pairs = int(mined.pair.max()) + 1
-    surest = torch.zeros(pairs).scatter_reduce(0, mined.pair, crop_prob, "amax", include_self=False)
-    kinds = torch.zeros(pairs, dtype=torch.long).scatter_reduce(0, mined.pair, mined.kind, "amax", include_self=False)
-    counted = torch.zeros(pairs, dtype=torch.bool).index_fill_(0, mined.pair, True)  # pairs with a candidate kept
-    right = (surest >= 0.5) == (kinds == 0)
-    by_kind = {kind: float(right[counted & (kinds == index)].float().mean())
-               for index, kind in enumerate(PAIR_KINDS) if (counted & (kinds == index)).any()}
-    return {"loss": loss, "paired_accuracy": float(right[counted].float().mean()) if counted.any() else float("nan"),
-            "accuracy_by_kind": by_kind, "candidates": len(mined.label)}
+        crop_prob = (mined.logits + crop_say(mined.fit)).softmax(1)[:, 1]
+    kinds = mined.pair_kinds
+    surest = torch.zeros(len(kinds)).scatter_reduce(0, mined.pair, crop_prob, "amax", include_self=False)
+    found = torch.zeros(len(kinds), dtype=torch.bool).index_fill_(0, mined.pair[mined.label == 1], True)
+    positive = kinds == PAIR_KINDS.index("positive")
+    right = torch.where(positive, found & (surest >= 0.5), surest < 0.5)  # a negative with no corner: "not a crop"
+    by_kind = {kind: float(right[kinds == index].float().mean())
+               for index, kind in enumerate(PAIR_KINDS) if (kinds == index).any()}
+    return {"loss": loss, "paired_accuracy": float(right.float().mean()), "accuracy_by_kind": by_kind,
+            "candidates": len(mined.label)}
 
 
 def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synth_config: SynthConfig,
@@ -407,13 +424,14 @@ def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synt
     the refining stage settles on flat content; so there it may only veto. Here `--init`'s model answers
     `pairs_per_epoch` pairs of the training photos, and `val_pairs` of the validation photos, as
     `predict --method net` does, and every corner its closer looks judged is kept with the refining
-    stage's logits and the whole crop's fit there (`mine_looks`; cached in out_dir/mined.pt, so a
-    second run with the same photos and seed trains at once). Mining also looks where answering with an
-    adding head would: at the whole crop's best place around a corner the looks turned down
-    (`Predictor.whole_crop_search`). Then only the head is trained, its say added to those fixed logits,
-    `epochs` passes of mini-batches. With `adds` (--refine-crop-adds) the checkpoint says that answering
-    takes the head's say whole and searches the whole crop so (ModelConfig.refine_crop_adds); without, a
-    veto, as the crop-fit stage's head. Mining is one process: not for torchrun.
+    stage's logits and the whole crop's fit there (`mine_looks`; cached in out_dir/mined.pt, keyed on
+    the checkpoint's contents, the photos and the synthesis settings, so a second run trains at once).
+    Mining also looks where answering with an adding head would: at the whole crop's best place around
+    a corner the looks turned down (`Predictor.whole_crop_search`). Then only the head is trained, its
+    say added to those fixed logits, `epochs` passes of mini-batches. With `adds` (--refine-crop-adds)
+    the checkpoint says that answering takes the head's say whole and searches the whole crop so
+    (ModelConfig.refine_crop_adds); without, a veto, as the crop-fit stage's head. Mining is one
+    process: not for torchrun.
     """
     from .predict import Predictor
 
@@ -429,9 +447,9 @@ def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synt
     echo(f"photos: {len(train_photos.photos)} train, {len(val_photos.photos)} validation")
 
     cache = out_dir / "mined.pt"
-    key = {"init": str(init), "photos": train_photos.names + val_photos.names, "seed": train_config.seed,
-           "pairs": train_config.pairs_per_epoch, "val_pairs": train_config.val_pairs,
-           "photo_max_side": synth_config.photo_max_side}
+    key = {"init": hashlib.sha256(Path(init).read_bytes()).hexdigest(), "synth": asdict(synth_config),
+           "photos": train_photos.names + val_photos.names, "seed": train_config.seed, "max_pixels": max_pixels,
+           "pairs": train_config.pairs_per_epoch, "val_pairs": train_config.val_pairs}
     stored = torch.load(cache, weights_only=False) if cache.exists() else None
     if stored is not None and stored["key"] == key:
         mined, val_mined = MinedLooks(*stored["train"]), MinedLooks(*stored["val"])
@@ -460,13 +478,14 @@ def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synt
         head.train()
         order = torch.randperm(len(mined.label), generator=generator)
         for start in range(0, len(order), train_config.batch_size):
-            batch = MinedLooks(*(column[order[start:start + train_config.batch_size]] for column in mined))
-            loss = mined_loss(head, batch)
+            chosen = order[start:start + train_config.batch_size]
+            loss = mined_loss(head, mined._replace(logits=mined.logits[chosen], fit=mined.fit[chosen],
+                                                   label=mined.label[chosen], weight=mined.weight[chosen]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        head.eval()
-        losses, metrics = mined_metrics(head, mined), mined_metrics(head, val_mined)
+        head.eval()  # so that crop_logits answers as `predict` will: whole, or a veto
+        losses, metrics = (mined_metrics(model.refiner.crop_logits, head, part) for part in (mined, val_mined))
         improved = best is None or metrics["paired_accuracy"] > best
         if improved:
             best, best_metrics = metrics["paired_accuracy"], metrics

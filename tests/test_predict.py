@@ -197,6 +197,7 @@ def test_the_whole_crop_search_puts_a_missed_corner_back(pair_files):
     original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
     missed = Proposal(False, False, (123 - 22, 45 + 14), 0.2, 0.1)
     assert predictor.whole_crop_search(missed, original, crop, None) == (123, 45)
+    assert not predictor.searches_whole_crop  # the shipped head is a veto: answering never searches so
 
 
 def test_the_scan_finds_a_crop_over_the_whole_original(pair_files):

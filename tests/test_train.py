@@ -10,7 +10,7 @@ from conftest import REPO, textured_photo
 from PIL import Image
 
 from cropnet.checkpoint import export_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-from cropnet.config import ModelConfig, SynthConfig, TrainConfig
+from cropnet.config import PAIR_KINDS, ModelConfig, SynthConfig, TrainConfig
 from cropnet.data import PairDataset, PairTransform
 from cropnet.errors import CheckpointError, FolderError, TrainingError
 from cropnet.evaluate import summarize
@@ -353,6 +353,7 @@ def test_mined_looks_label_a_true_crops_found_corners_and_every_corner_of_a_nega
         else:
             assert mined.label[mine].tolist() == [0, 0]
         assert float(mined.weight[mine].sum()) == pytest.approx(1.0)  # each pair weighs the same
+    assert mined.pair_kinds.tolist() == [PAIR_KINDS.index(kind) for kind in kinds]  # every pair, found or not
     assert answering.seen is None  # answering is left as it was
 
 
@@ -367,12 +368,13 @@ def test_crop_mined_stage_trains_the_whole_crop_head_from_answers(tmp_path, phot
     mined = {**short, "epochs": 2, "pairs_per_epoch": 10, "val_pairs": 6, "stage": "crop-mined"}
     said, adds = [], []
     for flag in (False, True):  # --refine-crop-adds: answering takes the head's say whole (else a veto)
+        said.append([])
         train(photo_folder, tmp_path / "mined", model_config=ModelConfig(refine_crop_adds=flag),
               synth_config=SynthConfig(), train_config=TrainConfig(**mined), device=torch.device("cpu"),
-              init=tmp_path / "refine" / "last.pt", echo=said.append)
+              init=tmp_path / "refine" / "last.pt", echo=said[-1].append)
         adds.append(load_checkpoint(tmp_path / "mined" / "last.pt")["model_config"]["refine_crop_adds"])
     assert adds == [False, True] and (tmp_path / "mined" / "mined.pt").exists()
-    assert not any("read from" in line for line in said[:4]) and any("read from" in line for line in said[4:])
+    assert [any("read from" in line for line in run) for run in said] == [False, True]  # mined once, then read
     log = [json.loads(line) for line in (tmp_path / "mined" / "log.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in log] == [0, 1, 0, 1] and all(r["val"]["candidates"] > 0 for r in log)
     model = model_from_checkpoint(load_checkpoint(tmp_path / "mined" / "last.pt"))
@@ -383,3 +385,7 @@ def test_crop_mined_stage_trains_the_whole_crop_head_from_answers(tmp_path, phot
     with pytest.raises(TrainingError, match="--init"):
         train(photo_folder, tmp_path / "none", model_config=ModelConfig(), synth_config=SynthConfig(),
               train_config=TrainConfig(**mined), device=torch.device("cpu"), echo=lambda _: None)
+    with pytest.raises(TrainingError, match="--refine-crop-adds"):  # it says how to take a crop-mined head
+        train(photo_folder, tmp_path / "none", model_config=ModelConfig(refine_crop_adds=True),
+              synth_config=SynthConfig(), train_config=TrainConfig(**short), device=torch.device("cpu"),
+              echo=lambda _: None)
