@@ -473,6 +473,13 @@ def crop_fit_views(original: np.ndarray, crop: np.ndarray, corners, scale: float
     return zoomed_view(crop, 0, 0, side, scale), np.stack(regions)
 
 
+def crop_fit_corner(corner, place, scale: float, radius: int) -> np.ndarray:
+    """The crop's top-left (x, y) in original px for a `place` (view px) in the region `crop_fit_views`
+    cut around `corner` with that `scale` and `radius`: its inverse."""
+    scale = min(scale, 1.0)  # as crop_fit_views clamps it
+    return (np.round(np.asarray(corner) * scale) - radius + np.asarray(place)) / scale
+
+
 def refine_targets(top_left, origins: np.ndarray, scale: float, original_size, crop_size) -> np.ndarray:
     """(2, 2): where the crop's patch lies in each window of `refine_views`, in view px."""
     top_left, original_size, crop_size = (np.asarray(v, dtype=np.float32) for v in (top_left, original_size,

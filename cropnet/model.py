@@ -596,8 +596,8 @@ class Refiner(nn.Module):
         through; `config.refine_crop_adds` says to add it anyway.
         """
         logits = self.crop_paired(fit)
-        # Training adds it (the crop-fit stage trains this head alone, the rest in eval mode); so does a head
-        # trained at the pipeline's own corners (ModelConfig.refine_crop_adds).
+        # Training adds it (the crop-fit and crop-mined stages train this head alone, the rest in eval mode);
+        # answering adds it only where the checkpoint says so (ModelConfig.refine_crop_adds).
         if self.crop_paired.training or self.config.refine_crop_adds:
             return logits
         veto = (logits[:, 1] - logits[:, 0]).clamp(max=0)

@@ -296,26 +296,31 @@ class Predictor:
         (`seen`) looks wherever answering with the head it trains will."""
         return self.seen is not None or bool(self.model is not None and self.model.config.refine_crop_adds)
 
+    def crop_fit_scale(self, original_size, crop_size, resolution: float) -> float:
+        """The whole crop's fit's scale (`data.crop_fit_scale`) for arrays at `resolution` array px per image px."""
+        from .data import crop_fit_scale
+
+        config = self.model.config
+        return crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
+                              config.refine_crop_side) / resolution
+
     def whole_crop_search(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple[int, int]:
         """The corner, in image px, where the whole crop fits best within WHOLE_CROP_RADIUS view px (at the
         whole crop's fit's scale) of the answer's corner (`model.crop_search`)."""
         import torch
 
-        from .data import crop_fit_scale, crop_fit_views
+        from .data import crop_fit_corner, crop_fit_views
         from .model import crop_search
 
-        config = self.model.config
         original, original_size, crop, crop_size, resolution = oriented(answer, a, b, sizes)
-        fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
-                                   config.refine_crop_side) / resolution
+        fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
         corner = np.asarray(answer.top_left) * resolution  # array px
-        crop_view, region = crop_fit_views(original, crop, [corner], fit_scale, config.refine_crop_side,
+        crop_view, region = crop_fit_views(original, crop, [corner], fit_scale, self.model.config.refine_crop_side,
                                            radius=WHOLE_CROP_RADIUS)
         with torch.no_grad():
             place = crop_search(torch.from_numpy(region).to(self.device),
                                 torch.from_numpy(crop_view)[None].to(self.device))[0].cpu().numpy()
-        view_scale = min(fit_scale, 1.0)  # as crop_fit_views cuts: its region starts WHOLE_CROP_RADIUS before
-        found = (np.round(corner * view_scale) - WHOLE_CROP_RADIUS + place) / view_scale / resolution
+        found = crop_fit_corner(corner, place, fit_scale, WHOLE_CROP_RADIUS) / resolution
         found = np.clip(np.round(found), 0, original_size - crop_size).astype(int)
         return int(found[0]), int(found[1])
 
@@ -345,7 +350,7 @@ class Predictor:
             return Look(proposal)
         import torch
 
-        from .data import crop_fit_scale, crop_fit_views, refine_scale, refine_views, refined_corner
+        from .data import crop_fit_views, refine_scale, refine_views, refined_corner
         from .model import crop_fit
 
         original, original_size, crop, crop_size, resolution = oriented(proposal, a, b, sizes)
@@ -367,8 +372,7 @@ class Predictor:
         logits = torch.cat([output.paired_logits for output in outputs])
         fit = None  # without a whole-crop fit
         if config.refine_crop_side:  # the whole crop compared where each look put the corner
-            fit_scale = crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
-                                       config.refine_crop_side) / resolution
+            fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
             crop_view, regions = (torch.from_numpy(views).to(self.device) for views in
                                   crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side))
             with torch.no_grad():  # every corner at once: the crop is blurred and transformed once for all
