@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import configs_from_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import ModelConfig, SynthConfig, TrainConfig
+from .config import PAIR_KINDS, ModelConfig, SynthConfig, TrainConfig
 from .data import (
     CROP_FIT_RADIUS,
     PairDataset,
@@ -360,8 +360,6 @@ def mine_looks(predictor, dataset: PairDataset, desc: str, show_progress: bool =
     corners are all "not a crop"; a true crop's are "a crop" where found (FOUND_WITHIN, in the order the
     pair was made) and left out elsewhere: the crop is there, but not at that corner, and what the whole
     crop's fit says there is no evidence either way."""
-    from .config import PAIR_KINDS
-
     columns = {key: [] for key in ("logits", "fit", "label", "weight", "pair")}
     pair_kinds = []
     for index in tqdm(range(len(dataset)), desc=desc, leave=False, dynamic_ncols=True, disable=not show_progress):
@@ -399,8 +397,6 @@ def mined_metrics(crop_say, head, mined: MinedLooks) -> dict:
     answers right with the head's say as answering takes it (`crop_say`: `Refiner.crop_logits`): "a crop"
     for a true crop, "not a crop" for a negative. A true crop with no corner near it is counted wrong.
     A rough stand-in for the pipeline: its thresholds, the scan's and the mirror check, are left out."""
-    from .config import PAIR_KINDS
-
     with torch.no_grad():
         loss = float(mined_loss(head, mined))
         crop_prob = (mined.logits + crop_say(mined.fit)).softmax(1)[:, 1]
