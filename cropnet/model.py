@@ -489,6 +489,16 @@ def placed_residuals(regions: torch.Tensor, crops: torch.Tensor) -> tuple[torch.
     return residual, crop_rgb, crop_valid, possible
 
 
+def image_cover(regions: torch.Tensor, crop_valid: torch.Tensor, possible: torch.Tensor) -> torch.Tensor:
+    """(B, o, o): the share of the crop's pixels (`placed_residuals`' mask and count) on the image at each place.
+
+    What hangs past the image is counted from 2 px beyond its edge: a true crop against the border can
+    overhang its reduced original by a pixel, as the two are reduced on their own grids. Regions past
+    the border by less are the pixel fit's to see, at its larger scale."""
+    near_image = F.max_pool2d(regions[:, 3:], 5, stride=1, padding=2)
+    return fft_correlation(near_image, crop_valid) / possible
+
+
 def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """Compare the whole crop with the original under it, pixel by pixel, at a reduced scale.
 
@@ -504,11 +514,7 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     place, the share of the crop off the image there, and the crop's texture.
     """
     residual, crop_rgb, crop_valid, possible = placed_residuals(regions, crops)
-    # What hangs past the image is counted from 2 px beyond its edge: a true crop against the border can
-    # overhang its reduced original by a pixel, as the two are reduced on their own grids. Regions past
-    # the border by less are the pixel fit's to see, at its larger scale.
-    near_image = F.max_pool2d(regions[:, 3:], 5, stride=1, padding=2)
-    cover = fft_correlation(near_image, crop_valid) / possible
+    cover = image_cover(regions, crop_valid, possible)
     best = residual.flatten(1).argmin(1, keepdim=True)
     texture = mean_step(crop_rgb, crop_valid).expand(len(regions))  # one crop's is taken once
     stats = torch.stack([residual.flatten(1).gather(1, best)[:, 0].clamp(max=1e2),
@@ -536,6 +542,15 @@ def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor 
     mirrored[..., :width] = crops[..., :width].flip(-1)
     own = crop_fit(regions, crops) if fit is None else fit
     return own[:, 0] - crop_fit(regions, mirrored)[:, 0]
+
+
+def inside_residual(regions: torch.Tensor, crops: torch.Tensor, min_cover: float = 0.99) -> torch.Tensor:
+    """(B,): the whole crop's least residual over the places where it lies on the image (`image_cover` at
+    least `min_cover`), as the logarithm `crop_fit` gives its residual; inputs as `crop_fit`. A place
+    mostly past the image would compare few pixels and could fit by chance."""
+    residual, _, crop_valid, possible = placed_residuals(regions, crops)
+    residual = residual + (image_cover(regions, crop_valid, possible) < min_cover) * 1e3
+    return torch.log(residual.flatten(1).amin(1).clamp(min=0, max=1e2) + 1e-4)
 
 
 class RefineOutput(NamedTuple):

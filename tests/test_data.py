@@ -8,6 +8,7 @@ from cropnet.data import (
     PairDataset,
     PairTransform,
     RefineTransform,
+    coarse_place,
     describe_skipped,
     fit_pair,
     is_flat,
@@ -249,3 +250,13 @@ def test_refine_transform_keeps_a_true_crop_inside_the_window():
                                               item["crop_size"]), item["top_left"], atol=1e-3)
     assert item["windows"].shape == (2, 4, 96, 96)
     assert np.array_equal(dataset[3]["windows"], dataset[3]["windows"])  # a pure function of the index
+
+
+@pytest.mark.parametrize(("x", "y", "width", "height"), [(123, 45, 150, 100), (0, 0, 400, 300), (350, 10, 50, 40)])
+def test_the_coarse_place_is_within_a_reduced_pixel_of_the_crop(x, y, width, height):
+    """The crop reduced to 64 px on its longer side and sought over the original reduced alike: one reduced
+    pixel is width / 64 original px, and the place must be within one of them (exact for the whole image)."""
+    original = textured_photo(3, 400, 300)
+    found = coarse_place(original, original[y:y + height, x:x + width], 64)
+    step = max(1.0, max(width, height) / 64)
+    assert abs(found[0] - x) <= step and abs(found[1] - y) <= step, found

@@ -11,7 +11,7 @@ from conftest import REPO
 
 from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
-from cropnet.data import CROP_FIT_RADIUS, crop_fit_views, fit_pair, refine_views
+from cropnet.data import CROP_FIT_RADIUS, coarse_place, crop_fit_views, fit_pair, refine_views
 from cropnet.model import (
     STRIDE,
     CropNet,
@@ -21,6 +21,7 @@ from cropnet.model import (
     crop_fit,
     crop_search,
     for_inference,
+    inside_residual,
     match,
     mirror_excess,
     peak_corners,
@@ -415,6 +416,47 @@ def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
     assert excess["true"] < -1.0  # the true crop fits at least e times better as it is
     assert excess["flipped"] > 1.0  # the flipped one at least e times better mirrored
     assert excess["flipped"] == pytest.approx(-excess["true"], abs=0.5)  # the same two fits, the other way round
+
+
+def nearly_symmetric_photo() -> np.ndarray:
+    """A picture whose right half mirrors its left, but for a block on the left that the right lacks."""
+    picture = textured_photo(300, 400, seed=6)
+    picture[:, 200:] = picture[:, :200][:, ::-1]
+    picture[100:160, 120:170] = textured_photo(60, 50, seed=7)
+    return picture
+
+
+def test_a_flip_of_a_nearly_symmetric_picture_fits_worse_than_its_mirror_image_where_that_was_cut():
+    """A flipped crop that takes in the block fits the mirrored place but for the block, while its mirror
+    image (the region it was cut from) fits there exactly: the whole-original search finds that place,
+    and the fits differ by more than the mirror check's margin."""
+    picture = nearly_symmetric_photo()
+    x, y, w, h = 100, 80, 120, 100  # takes in the block at (120..170, 100..160)
+    flipped = np.ascontiguousarray(picture[y:y + h, x:x + w][:, ::-1])
+    mirrored_place = (400 - x - w, y)  # where the symmetric part of the flip fits
+    crops, regions = crop_fit_views(picture, flipped, [mirrored_place], 1.0, 128)
+    own = float(crop_fit(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0, 0])
+    found = coarse_place(picture, flipped[:, ::-1], 64)
+    assert abs(found[0] - x) <= 2 and abs(found[1] - y) <= 2, found
+    crops, regions = crop_fit_views(picture, np.ascontiguousarray(flipped[:, ::-1]), [found], 1.0, 128, radius=32)
+    mirrored = float(inside_residual(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0])
+    assert mirrored < -8  # the noiseless region it came from: the residual's floor, log(1e-4)
+    assert own - mirrored > 2
+
+
+def test_the_inside_residual_leaves_out_places_past_the_image():
+    """A region running 30 px past the original's right edge fits its own place to the noise, but that
+    place hangs off the image: `crop_fit` finds it (with its overhang), `inside_residual` does not."""
+    photo = textured_photo(300, 400, seed=8)
+    original = photo[:, :300]
+    x, y, w, h = 230, 100, 100, 80  # 30 px past the original's edge, within the photo
+    region = photo[y:y + h, x:x + w]
+    crops, regions = crop_fit_views(original, region, [(x, y)], 1.0, 128)
+    crops, regions = torch.from_numpy(crops)[None], torch.from_numpy(regions)
+    fit = crop_fit(regions, crops)[0]
+    assert fit[1] > np.log(0.2)  # about 30% of it off the image at its best place
+    inside = float(inside_residual(regions, crops)[0])
+    assert inside > fit[0] + 2  # every place wholly on the image fits far worse
 
 
 def test_a_crop_head_added_to_a_trained_refiner_starts_silent(tmp_path):

@@ -110,7 +110,7 @@ def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_
     from cropnet.predict import Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks are stood in for
-    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
+    monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
     first_proposal = Proposal(True, False, (10, 20), 0.9, 0.1, candidates=((300, 40), (5, 5)))
     looks = []
     for second_prob, kept in ((0.8, (100, 50)), (0.6, (101, 52))):  # surer than the first (0.7), or not
@@ -137,7 +137,7 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
         return [(7, 8), (9, 9), (3, 4)]
 
     monkeypatch.setattr(predictor, "scan", scan)
-    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
+    monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
     sure, unsure = SCAN_THRESHOLD + 0.05, (SCAN_THRESHOLD + 0.5) / 2  # both above 0.5
     for look_prob, scan_prob, expected in ((0.9, sure, (1, 1)), (0.3, sure, (7, 8)), (0.3, unsure, (1, 1))):
         scans.clear()
@@ -170,7 +170,7 @@ def test_a_turned_down_corner_is_searched_with_the_whole_crop_when_its_head_adds
     predictor = Predictor("classic")  # no network needed: the looks and the search are stood in for
     predictor.model = SimpleNamespace(config=SimpleNamespace(refine_crop_adds=adds))
     monkeypatch.setattr(predictor, "scan", lambda *args: [(0, 0)])
-    monkeypatch.setattr(predictor, "mirror_check", lambda look: look.answer)
+    monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
     searched, looks = [], []
     monkeypatch.setattr(predictor, "whole_crop_search",
                         lambda answer, a, b, sizes: searched.append(answer.top_left) or (40, 30))
@@ -211,31 +211,60 @@ def test_the_scan_finds_a_crop_over_the_whole_original(pair_files):
     assert min(max(abs(x - 123), abs(y - 45)) for x, y in corners) <= 8, corners
 
 
-def test_a_crop_that_fits_better_mirrored_is_no_crop(pair_files):
-    """The test pair's crop and its flipped copy, both said to be at the crop's place (123, 45), with the
-    views a closer look takes there: the flip fits better mirrored and is turned down; the true crop is
-    left as it was."""
+def look_at(predictor, original, part, said):
+    """The `Look` a closer look answering `said` takes: the whole crop's fit of `part` at its corner."""
     import torch
 
     from cropnet.data import crop_fit_scale, crop_fit_views
     from cropnet.model import crop_fit
-    from cropnet.predict import Look, Proposal
+    from cropnet.predict import Look
+
+    config = predictor.model.config
+    scale = crop_fit_scale(original.shape[1::-1], part.shape[1::-1], config.input_size, config.refine_zoom,
+                           config.refine_crop_side)
+    crop_view, regions = (torch.from_numpy(views) for views in
+                          crop_fit_views(original, part, [said.top_left], scale, config.refine_crop_side))
+    return Look(said, crop_view, regions[0], crop_fit(regions, crop_view[None])[0])
+
+
+def test_a_crop_that_fits_better_mirrored_is_no_crop(pair_files):
+    """The test pair's crop and its flipped copy, both said to be at the crop's place (123, 45), with the
+    views a closer look takes there: the flip fits better mirrored and is turned down; the true crop is
+    left as it was."""
+    from cropnet.predict import Proposal
 
     predictor = Predictor("net")
-    config = predictor.model.config
     original = load_image(pair_files / "original.jpg")
     said = Proposal(True, False, (123, 45), 0.95, 0.1)
-
-    def look_at(crop):
-        scale = crop_fit_scale(original.shape[1::-1], crop.shape[1::-1], config.input_size, config.refine_zoom,
-                               config.refine_crop_side)
-        crop_view, regions = (torch.from_numpy(views) for views in
-                              crop_fit_views(original, crop, [said.top_left], scale, config.refine_crop_side))
-        return Look(said, crop_view, regions[0], crop_fit(regions, crop_view[None])[0])
-
-    assert predictor.mirror_check(look_at(load_image(pair_files / "crop.jpg"))) == said
-    flipped = predictor.mirror_check(look_at(load_image(pair_files / "flip.jpg")))
+    crop, flip = load_image(pair_files / "crop.jpg"), load_image(pair_files / "flip.jpg")
+    assert predictor.mirror_check(look_at(predictor, original, crop, said), original, crop, None) == said
+    flipped = predictor.mirror_check(look_at(predictor, original, flip, said), original, flip, None)
     assert not flipped.paired and flipped.paired_prob < 0.5 and flipped.top_left == (123, 45)
+
+
+def test_a_flip_found_at_the_mirrored_place_of_a_nearly_symmetric_picture_is_no_crop(monkeypatch):
+    """A picture whose right half mirrors its left but for a block; a region that takes in the block,
+    flipped, said to be a crop at the mirrored place, where all but the block fits. Compared only there
+    (no whole-original search) the flip passes; sought over the whole original, its mirror image fits the
+    region it came from to the noise, and the flip is turned down. A true crop at that place stays."""
+    from cropnet import predict
+    from cropnet.predict import Proposal
+
+    predictor = Predictor("net")
+    rng = np.random.default_rng(0)
+    picture = np.clip(textured_photo(21, 400, 300).astype(int) + rng.integers(-30, 31, (300, 400, 3)), 0, 255)
+    picture = picture.astype(np.uint8)
+    picture[:, 200:] = picture[:, :200][:, ::-1]
+    picture[100:160, 120:170] = textured_photo(22, 50, 60)
+    x, y, w, h = 100, 80, 120, 100
+    said = Proposal(True, False, (400 - x - w, y), 0.95, 0.1)  # the mirrored place
+    flip = np.ascontiguousarray(picture[y:y + h, x:x + w][:, ::-1])
+    crop = picture[y:y + h, said.top_left[0]:said.top_left[0] + w]
+    assert predictor.mirror_check(look_at(predictor, picture, crop, said), picture, crop, None) == said
+    turned_down = predictor.mirror_check(look_at(predictor, picture, flip, said), picture, flip, None)
+    assert not turned_down.paired and turned_down.paired_prob < 0.5
+    monkeypatch.setattr(predict, "MIRROR_SEARCH_SIDE", 0)
+    assert predictor.mirror_check(look_at(predictor, picture, flip, said), picture, flip, None) == said
 
 
 @pytest.mark.parametrize("original_size", [(48, 40), (30, 90)])
