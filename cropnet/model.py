@@ -544,13 +544,18 @@ def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor 
     return own[:, 0] - crop_fit(regions, mirrored)[:, 0]
 
 
-def inside_residual(regions: torch.Tensor, crops: torch.Tensor, min_cover: float = 0.99) -> torch.Tensor:
-    """(B,): the whole crop's least residual over the places where it lies on the image (`image_cover` at
-    least `min_cover`), as the logarithm `crop_fit` gives its residual; inputs as `crop_fit`. A place
-    mostly past the image would compare few pixels and could fit by chance."""
+def inside_fit(regions: torch.Tensor, crops: torch.Tensor,
+               min_cover: float = 0.99) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the whole crop fits each region best among the places where it lies on the image (`image_cover`
+    at least `min_cover`; inputs as `crop_fit`): the place (B, 2), (x, y) view px from the region's start,
+    and its residual (B,), as the logarithm `crop_fit` gives it. A place mostly past the image would
+    compare few pixels and could fit by chance."""
     residual, _, crop_valid, possible = placed_residuals(regions, crops)
-    residual = residual + (image_cover(regions, crop_valid, possible) < min_cover) * 1e3
-    return torch.log(residual.flatten(1).amin(1).clamp(min=0, max=1e2) + 1e-4)
+    residual = (residual + (image_cover(regions, crop_valid, possible) < min_cover) * 1e3).flatten(1)
+    least, best = residual.min(1)
+    width = regions.shape[-1] - crops.shape[-1] + 1
+    places = torch.stack([best % width, torch.div(best, width, rounding_mode="floor")], 1)
+    return places, torch.log(least.clamp(min=0, max=1e2) + 1e-4)
 
 
 class RefineOutput(NamedTuple):

@@ -11,7 +11,7 @@ from conftest import REPO
 
 from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
-from cropnet.data import CROP_FIT_RADIUS, coarse_place, crop_fit_views, fit_pair, refine_views
+from cropnet.data import CROP_FIT_RADIUS, coarse_place, crop_fit_corner, crop_fit_views, fit_pair, refine_views
 from cropnet.model import (
     STRIDE,
     CropNet,
@@ -21,7 +21,7 @@ from cropnet.model import (
     crop_fit,
     crop_search,
     for_inference,
-    inside_residual,
+    inside_fit,
     match,
     mirror_excess,
     peak_corners,
@@ -439,14 +439,16 @@ def test_a_flip_of_a_nearly_symmetric_picture_fits_worse_than_its_mirror_image_w
     found = coarse_place(picture, flipped[:, ::-1], 64)
     assert abs(found[0] - x) <= 2 and abs(found[1] - y) <= 2, found
     crops, regions = crop_fit_views(picture, np.ascontiguousarray(flipped[:, ::-1]), [found], 1.0, 128, radius=32)
-    mirrored = float(inside_residual(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0])
+    place, mirrored = inside_fit(torch.from_numpy(regions), torch.from_numpy(crops)[None])
+    assert crop_fit_corner(found, place[0].numpy(), 1.0, 32).tolist() == [x, y]  # at full scale, exact
+    mirrored = float(mirrored[0])
     assert mirrored < -8  # the noiseless region it came from: the residual's floor, log(1e-4)
     assert own - mirrored > 2
 
 
-def test_the_inside_residual_leaves_out_places_past_the_image():
+def test_the_inside_fit_leaves_out_places_past_the_image():
     """A region running 30 px past the original's right edge fits its own place to the noise, but that
-    place hangs off the image: `crop_fit` finds it (with its overhang), `inside_residual` does not."""
+    place hangs off the image: `crop_fit` finds it (with its overhang), `inside_fit` does not."""
     photo = textured_photo(300, 400, seed=8)
     original = photo[:, :300]
     x, y, w, h = 230, 100, 100, 80  # 30 px past the original's edge, within the photo
@@ -455,7 +457,7 @@ def test_the_inside_residual_leaves_out_places_past_the_image():
     crops, regions = torch.from_numpy(crops)[None], torch.from_numpy(regions)
     fit = crop_fit(regions, crops)[0]
     assert fit[1] > np.log(0.2)  # about 30% of it off the image at its best place
-    inside = float(inside_residual(regions, crops)[0])
+    inside = float(inside_fit(regions, crops)[1][0])
     assert inside > fit[0] + 2  # every place wholly on the image fits far worse
 
 

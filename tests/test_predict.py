@@ -126,6 +126,7 @@ def test_the_second_look_starts_at_the_first_looks_corner_and_is_kept_only_when_
 
 
 def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(monkeypatch):
+    import cropnet.predict
     from cropnet.predict import SCAN_PEAKS, SCAN_THRESHOLD, Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks and the scan are stood in for
@@ -138,6 +139,7 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
 
     monkeypatch.setattr(predictor, "scan", scan)
     monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
+    monkeypatch.setattr(cropnet.predict, "WHOLE_PLACE_THRESHOLD", 0.0)  # no last look: tested on its own
     sure, unsure = SCAN_THRESHOLD + 0.05, (SCAN_THRESHOLD + 0.5) / 2  # both above 0.5
     for look_prob, scan_prob, expected in ((0.9, sure, (1, 1)), (0.3, sure, (7, 8)), (0.3, unsure, (1, 1))):
         scans.clear()
@@ -158,6 +160,46 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
             assert looks[-1].top_left == (7, 8) and looks[-1].candidates == ((9, 9), (3, 4))
 
 
+def test_the_whole_crops_place_is_looked_at_only_when_the_scan_fails_too_and_kept_only_when_sure(monkeypatch):
+    from cropnet.predict import SCAN_THRESHOLD, WHOLE_PLACE_THRESHOLD, Look, Proposal
+
+    predictor = Predictor("classic")  # no network needed: the looks, the scan and the place are stood in for
+    start = Proposal(False, False, (10, 20), 0.2, 0.1, candidates=((300, 40),))
+    monkeypatch.setattr(predictor, "scan", lambda *args: [(7, 8)])
+    monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
+    placed = []
+    monkeypatch.setattr(predictor, "whole_crop_place",
+                        lambda proposal, a, b, sizes: placed.append(proposal.top_left) or ((60, 70), -7.0))
+    sure, unsure = WHOLE_PLACE_THRESHOLD + 0.05, (WHOLE_PLACE_THRESHOLD + 0.5) / 2  # both above 0.5
+    for scan_prob, place_prob, expected in ((SCAN_THRESHOLD, sure, (7, 8)), (0.3, sure, (60, 70)),
+                                            (0.3, unsure, (1, 1))):
+        placed.clear()
+
+        def closer_look(proposal, a, b, sizes, scan_prob=scan_prob, place_prob=place_prob):
+            prob = {(7, 8): scan_prob, (60, 70): place_prob}.get(proposal.top_left, 0.3)
+            corner = proposal.top_left if prob != 0.3 else (1, 1)
+            return Look(proposal._replace(top_left=corner, paired=prob >= 0.5, paired_prob=prob, candidates=()))
+
+        monkeypatch.setattr(predictor, "closer_look", closer_look)
+        answer = predictor.refine(start, None, None)
+        assert answer.top_left == expected and answer.paired == (expected != (1, 1))
+        assert placed == ([] if scan_prob >= SCAN_THRESHOLD else [(10, 20)])  # sought from the first stage's order
+
+
+def test_the_whole_crops_place_over_the_whole_original_is_the_crops_corner(pair_files):
+    """The test pair's crop (at (123, 45)) sought over the whole original fits there, to the JPEG noise;
+    its mirror image fits nowhere as well."""
+    from cropnet.predict import Proposal
+
+    predictor = Predictor("net")
+    original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
+    anywhere = Proposal(False, False, (0, 0), 0.1, 0.1)
+    corner, residual = predictor.whole_crop_place(anywhere, original, crop, None)
+    assert corner == (123, 45)
+    mirrored_corner, mirrored_residual = predictor.whole_crop_place(anywhere, original, crop, None, mirrored=True)
+    assert mirrored_residual > residual + 2
+
+
 @pytest.mark.parametrize("adds", [True, False])
 def test_a_turned_down_corner_is_searched_with_the_whole_crop_when_its_head_adds(monkeypatch, adds):
     """Both looks say "not a crop": with a whole-crop head that adds (ModelConfig.refine_crop_adds), the whole
@@ -165,12 +207,14 @@ def test_a_turned_down_corner_is_searched_with_the_whole_crop_when_its_head_adds
     head nothing is searched."""
     from types import SimpleNamespace
 
+    import cropnet.predict
     from cropnet.predict import Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks and the search are stood in for
     predictor.model = SimpleNamespace(config=SimpleNamespace(refine_crop_adds=adds))
     monkeypatch.setattr(predictor, "scan", lambda *args: [(0, 0)])
     monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
+    monkeypatch.setattr(cropnet.predict, "WHOLE_PLACE_THRESHOLD", 0.0)  # no last look: tested on its own
     searched, looks = [], []
     monkeypatch.setattr(predictor, "whole_crop_search",
                         lambda answer, a, b, sizes: searched.append(answer.top_left) or (40, 30))
@@ -263,7 +307,7 @@ def test_a_flip_found_at_the_mirrored_place_of_a_nearly_symmetric_picture_is_no_
     assert predictor.mirror_check(look_at(predictor, picture, crop, said), picture, crop, None) == said
     turned_down = predictor.mirror_check(look_at(predictor, picture, flip, said), picture, flip, None)
     assert not turned_down.paired and turned_down.paired_prob < 0.5
-    monkeypatch.setattr(predict, "MIRROR_SEARCH_SIDE", 0)
+    monkeypatch.setattr(predict, "MIRROR_SEARCH", False)
     assert predictor.mirror_check(look_at(predictor, picture, flip, said), picture, flip, None) == said
 
 

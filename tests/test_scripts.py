@@ -28,3 +28,21 @@ def test_flat_art_is_reproducible_and_flat(style):
     grey = first.astype(np.float32).mean(2)
     assert np.median(np.abs(np.diff(grey, axis=1))) < 2.0
     assert np.ptp(grey) > 20  # ... but not one flat colour
+
+
+def test_the_shipped_models_recipe_is_valid_bash_and_asks_train_only_for_its_options():
+    """scripts/train_shipped_model.sh runs for hours, so it is not run here: bash must parse it, and every
+    option its `detect.py train` lines give must be one `train` takes (a renamed option breaks the recipe)."""
+    import re
+    import subprocess
+
+    from detect import cli
+
+    recipe = SCRIPTS / "train_shipped_model.sh"
+    subprocess.run(["bash", "-n", str(recipe)], check=True)
+    known = {name for param in cli.commands["train"].params for name in param.opts}
+    commands = re.findall(r"python detect\.py train (.*?)(?<!\\)\n", recipe.read_text(), flags=re.S)
+    assert len(commands) == 5  # the five runs of README's "The shipped model"
+    for command in commands:
+        given = set(re.findall(r"(--[a-z-]+)", command))
+        assert given and given <= known, given - known
