@@ -480,24 +480,22 @@ def crop_fit_corner(corner, place, scale: float, radius: int) -> np.ndarray:
     return (np.round(np.asarray(corner) * scale) - radius + np.asarray(place)) / scale
 
 
-def coarse_place(original: np.ndarray, crop: np.ndarray, side: int) -> tuple[float, float]:
+def coarse_place(original: np.ndarray, crop: np.ndarray, side: int, finest: float = 1.0) -> tuple[float, float]:
     """Where `crop` fits `original` best, (x, y) in `original`'s px, among the places where it lies wholly
-    inside: both reduced alike until the crop's longer side is `side` px (never enlarged), blurred, and
-    compared by their summed squared differences (`cv2.matchTemplate`). Coarse: a few px of the reduction
-    off at best, so a finer search follows it."""
-    scale = min(1.0, side / max(crop.shape[:2]))
+    inside: both reduced alike until the crop's longer side is `side` px (never enlarged, and never finer
+    than `finest`), blurred, and compared by their summed squared differences (`cv2.matchTemplate`).
+    Coarse: a few px of the reduction off at best, so a finer search follows it. The crop must fit."""
+    scale = min(1.0, finest, side / max(crop.shape[:2]))
 
     def reduced(image: np.ndarray) -> np.ndarray:
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
         image = np.ascontiguousarray(image)
         if scale < 1:
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return cv2.GaussianBlur(image.astype(np.float32), (5, 5), 1.0)
 
-    small_original, small_crop = reduced(original), reduced(crop)
-    height, width = (min(a, b) for a, b in zip(small_original.shape[:2], small_crop.shape[:2], strict=True))
-    # Rounding can leave the reduced crop a pixel larger than the reduced original: compare what both hold.
-    differences = cv2.matchTemplate(small_original, small_crop[:height, :width], cv2.TM_SQDIFF)
+    # Rounding is monotonic, so a crop that fits the original still fits it reduced.
+    differences = cv2.matchTemplate(reduced(original), reduced(crop), cv2.TM_SQDIFF)
     _, _, best, _ = cv2.minMaxLoc(differences)
     return best[0] / scale, best[1] / scale
 

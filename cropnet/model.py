@@ -522,15 +522,6 @@ def crop_fit(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     return torch.log(stats.clamp(min=0) + 1e-4)
 
 
-def crop_search(regions: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
-    """(B, 2): the place (x, y), view px from each region's start, where the whole crop fits best (inputs as
-    `crop_fit`, usually over a wider region). Where the crop's corners are flat, the refining stage's
-    corner patches can settle tens of px off; every pixel of the crop together rarely does."""
-    residual = placed_residuals(regions, crops)[0]
-    best = residual.flatten(1).argmin(1)
-    return torch.stack([best % residual.shape[-1], torch.div(best, residual.shape[-1], rounding_mode="floor")], 1)
-
-
 def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor | None = None) -> torch.Tensor:
     """(B,): how much better the crop fits mirrored left to right than as it is, where it was found:
     the log of the ratio of the two residuals `crop_fit` takes (inputs as there; `fit`, the crop's own
@@ -546,16 +537,19 @@ def mirror_excess(regions: torch.Tensor, crops: torch.Tensor, fit: torch.Tensor 
 
 def inside_fit(regions: torch.Tensor, crops: torch.Tensor,
                min_cover: float = 0.99) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the whole crop fits each region best among the places where it lies on the image (`image_cover`
-    at least `min_cover`; inputs as `crop_fit`): the place (B, 2), (x, y) view px from the region's start,
-    and its residual (B,), as the logarithm `crop_fit` gives it. A place mostly past the image would
-    compare few pixels and could fit by chance."""
+    """Where the whole crop fits each region best among the places where at least `min_cover` of it lies on
+    the image (`image_cover`; inputs as `crop_fit`): the place (B, 2), (x, y) view px from the region's start,
+    and its residual (B,), as the logarithm `crop_fit` gives it, infinite where no place qualifies. A place
+    mostly past the image would compare few pixels and could fit by chance. Where the crop's corners are
+    flat, the refining stage's corner patches can settle tens of px off; every pixel of the crop together
+    rarely does."""
     residual, _, crop_valid, possible = placed_residuals(regions, crops)
     residual = (residual + (image_cover(regions, crop_valid, possible) < min_cover) * 1e3).flatten(1)
     least, best = residual.min(1)
     width = regions.shape[-1] - crops.shape[-1] + 1
     places = torch.stack([best % width, torch.div(best, width, rounding_mode="floor")], 1)
-    return places, torch.log(least.clamp(min=0, max=1e2) + 1e-4)
+    logs = torch.log(least.clamp(min=0, max=1e2) + 1e-4)
+    return places, torch.where(least < 1e3, logs, torch.inf)  # 1e3: no fit (here or in placed_residuals)
 
 
 class RefineOutput(NamedTuple):

@@ -128,7 +128,7 @@ SCAN_PEAKS = 4
 # changed on the validation photos either way (docs/network.md). Its best places were the first of the 8
 # for every true crop it found, so 4 are looked at: fewer chances for a negative, the same true crops.
 SCAN_THRESHOLD = 0.9
-# How far (view px of the whole crop's fit, model.crop_search) the whole crop is searched around a corner
+# How far (view px of the whole crop's fit, `whole_crop_place`) the whole crop is searched around a corner
 # both looks turned down, when the checkpoint's crop head adds (ModelConfig.refine_crop_adds). On the flat art
 # and the validation photos it found no true crop the looks had missed (docs/network.md).
 WHOLE_CROP_RADIUS = 32
@@ -145,9 +145,10 @@ MIRROR_WEIGHT = 10.0
 # content the corner patches settle anywhere, while the whole crop's place is within a few px of a true crop
 # (14 of the 16 the flat art's 500 true crops missed). In labelled pairs the look from there reached
 # 0.56-0.84 for 4 of those 16 and 0.94 for 1 of the 11 missed in 500 of the training photos, and at most 0.58
-# for 1068 negatives of the validation photos, the flat art and the training photos (docs/network.md).
+# for 1068 negatives of the validation photos, the flat art and the training photos (docs/network.md): a
+# threshold between the two with hardly any margin, which held-out photos tested once (recall +5, border -2).
 WHOLE_PLACE_THRESHOLD = 0.6
-# Whether the mirror check also seeks the crop's mirror image over the whole original (`mirror_search`), not
+# Whether the mirror check also seeks the crop's mirror image over the whole original (`whole_crop_place`), not
 # only where the crop was found.
 MIRROR_SEARCH = True
 # The crop's longer side (px) at which the whole crop, or its mirror image, is first sought over the whole
@@ -260,8 +261,10 @@ class Predictor:
         crop near the middle of the view finds it. On the validation photos this raised recall from 0.990
         to 1.000, on the flat art from 0.963 to 0.969, every negative kind unchanged (docs/network.md).
         When both looks say "not a crop", a scan of the whole original (`scan`) offers other corners, and
-        a look at them may answer "a crop" when sure (SCAN_THRESHOLD). A "crop" answer is then checked
-        against its mirror image (`mirror_check`).
+        a look at them may answer "a crop" when sure (SCAN_THRESHOLD). When that fails too, a last look
+        from where the whole crop fits best over the whole original (`whole_crop_place`) may answer "a
+        crop" when sure (WHOLE_PLACE_THRESHOLD). A "crop" answer is then checked against its mirror image
+        (`mirror_check`).
 
         `a` and `b` may be reduced copies (see `Predictor.load`); `sizes` then gives their true (width, height).
         """
@@ -271,7 +274,7 @@ class Predictor:
         again = self.closer_look(proposal._replace(top_left=first.answer.top_left, candidates=()), a, b, sizes)
         look = again if again.answer.paired_prob > first.answer.paired_prob else first
         if not look.answer.paired and self.searches_whole_crop:
-            corner = self.whole_crop_search(look.answer, a, b, sizes)
+            corner, _ = self.whole_crop_place(look.answer, a, b, sizes, near=look.answer.top_left)
             if corner != look.answer.top_left:
                 third = self.closer_look(proposal._replace(top_left=corner, candidates=()), a, b, sizes)
                 if third.answer.paired_prob > look.answer.paired_prob:
@@ -282,11 +285,12 @@ class Predictor:
                                     a, b, sizes)
             if wide.answer.paired_prob >= SCAN_THRESHOLD:
                 look = wide
-        if not look.answer.paired and WHOLE_PLACE_THRESHOLD:
-            corner, _ = self.whole_crop_place(proposal, a, b, sizes)
-            placed = self.closer_look(proposal._replace(top_left=corner, candidates=()), a, b, sizes)
-            if placed.answer.paired_prob >= WHOLE_PLACE_THRESHOLD:
-                look = placed
+        if not look.answer.paired and WHOLE_PLACE_THRESHOLD and self.fits_whole_crop:
+            corner, residual = self.whole_crop_place(proposal, a, b, sizes)
+            if np.isfinite(residual):  # there is a place wholly on the original to look from
+                placed = self.closer_look(proposal._replace(top_left=corner, candidates=()), a, b, sizes)
+                if placed.answer.paired_prob >= WHOLE_PLACE_THRESHOLD:
+                    look = placed
         return self.mirror_check(look, a, b, sizes)
 
     def mirror_check(self, look: Look, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> Proposal:
@@ -294,7 +298,7 @@ class Predictor:
         "crop" logit is lowered by MIRROR_WEIGHT for each unit of log-residual past MIRROR_MARGIN.
 
         The mirror image is compared where the look put the crop (`model.mirror_excess`, on the views the
-        look took), and where it fits best over the whole original (`mirror_search`): a flip of a picture
+        look took), and where it fits best over the whole original (`whole_crop_place`): a flip of a picture
         that is nearly symmetric is found at the mirrored place, which it fits nearly as well as a true
         crop, while its mirror image fits to the noise where it was flipped from."""
         answer = look.answer
@@ -307,7 +311,8 @@ class Predictor:
         with torch.no_grad():
             excess = float(mirror_excess(look.region[None], look.crop_view[None], look.fit[None])[0])
         if MIRROR_SEARCH:
-            excess = max(excess, float(look.fit[0]) - self.mirror_search(answer, a, b, sizes))
+            mirrored = self.whole_crop_place(answer, a, b, sizes, mirrored=True)[1]
+            excess = max(excess, float(look.fit[0]) - mirrored)
         if excess <= MIRROR_MARGIN:
             return answer
         logit = np.log(answer.paired_prob / max(1 - answer.paired_prob, 1e-9))
@@ -315,17 +320,14 @@ class Predictor:
         paired_prob = float(1 / (1 + np.exp(-logit)))
         return answer._replace(paired=paired_prob >= self.threshold, paired_prob=paired_prob)
 
-    def mirror_search(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> float:
-        """The log residual of the crop's mirror image where it fits best over the whole original, wholly on
-        it (`whole_crop_place`), as `crop_fit` gives the crop's own."""
-        return self.whole_crop_place(answer, a, b, sizes, mirrored=True)[1]
-
     def whole_crop_place(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None,
-                         mirrored: bool = False) -> tuple[tuple[int, int], float]:
-        """Where the whole crop (or its mirror image) fits best over the whole original, wholly on it: the
-        corner in image px and the log of its residual (`model.inside_fit`, the residual `crop_fit` takes).
-        Sought first with the crop's longer side at WHOLE_PLACE_SIDE px (`data.coarse_place`), then within
-        WHOLE_CROP_RADIUS view px of that place at the whole crop's fit's own scale."""
+                         near: tuple[int, int] | None = None, mirrored: bool = False) -> tuple[tuple[int, int], float]:
+        """Where the whole crop (or its mirror image) fits the original best: the corner in image px and the
+        log of its residual there (`model.inside_fit`, the residual `crop_fit` takes; infinite where no place
+        qualifies). Searched within WHOLE_CROP_RADIUS view px, at the whole crop's fit's scale, of `near`
+        (image px), over every place that meets the image; or, without `near`, over the whole original,
+        first with the crop's longer side at WHOLE_PLACE_SIDE px (`data.coarse_place`), then around the
+        best place there, among places wholly on the image."""
         import torch
 
         from .data import coarse_place, crop_fit_corner, crop_fit_views
@@ -334,16 +336,26 @@ class Predictor:
         original, original_size, crop, crop_size, resolution = oriented(proposal, a, b, sizes)
         if mirrored:
             crop = crop[:, ::-1]
-        corner = coarse_place(original, crop, WHOLE_PLACE_SIDE)  # array px
         fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
+        if near is None:  # never finer than the search that follows: a small crop of a large array is costly
+            corner = np.asarray(coarse_place(original, crop, WHOLE_PLACE_SIDE, finest=fit_scale))  # array px
+        else:
+            corner = np.asarray(near) * resolution
         crop_view, region = crop_fit_views(original, crop, [corner], fit_scale, self.model.config.refine_crop_side,
                                            radius=WHOLE_CROP_RADIUS)
         with torch.no_grad():
             places, residuals = inside_fit(torch.from_numpy(region).to(self.device),
-                                           torch.from_numpy(crop_view)[None].to(self.device))
+                                           torch.from_numpy(crop_view)[None].to(self.device),
+                                           min_cover=0.99 if near is None else 0.0)
         found = crop_fit_corner(corner, places[0].cpu().numpy(), fit_scale, WHOLE_CROP_RADIUS) / resolution
         found = np.clip(np.round(found), 0, original_size - crop_size).astype(int)
         return (int(found[0]), int(found[1])), float(residuals[0])
+
+    @property
+    def fits_whole_crop(self) -> bool:
+        """Whether the checkpoint compares the whole crop (`--refine-crop-side`): models before it have no
+        scale for that comparison, and answer without the last look."""
+        return self.model is not None and bool(self.model.config.refine_crop_side)
 
     @property
     def searches_whole_crop(self) -> bool:
@@ -359,26 +371,6 @@ class Predictor:
         config = self.model.config
         return crop_fit_scale(original_size, crop_size, config.input_size, config.refine_zoom,
                               config.refine_crop_side) / resolution
-
-    def whole_crop_search(self, answer: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple[int, int]:
-        """The corner, in image px, where the whole crop fits best within WHOLE_CROP_RADIUS view px (at the
-        whole crop's fit's scale) of the answer's corner (`model.crop_search`)."""
-        import torch
-
-        from .data import crop_fit_corner, crop_fit_views
-        from .model import crop_search
-
-        original, original_size, crop, crop_size, resolution = oriented(answer, a, b, sizes)
-        fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
-        corner = np.asarray(answer.top_left) * resolution  # array px
-        crop_view, region = crop_fit_views(original, crop, [corner], fit_scale, self.model.config.refine_crop_side,
-                                           radius=WHOLE_CROP_RADIUS)
-        with torch.no_grad():
-            place = crop_search(torch.from_numpy(region).to(self.device),
-                                torch.from_numpy(crop_view)[None].to(self.device))[0].cpu().numpy()
-        found = crop_fit_corner(corner, place, fit_scale, WHOLE_CROP_RADIUS) / resolution
-        found = np.clip(np.round(found), 0, original_size - crop_size).astype(int)
-        return int(found[0]), int(found[1])
 
     def scan(self, proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> list[tuple[int, int]]:
         """Corners worth a closer look from the refining stage's features over the whole original

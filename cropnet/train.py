@@ -423,7 +423,7 @@ def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synt
     stage's logits and the whole crop's fit there (`mine_looks`; cached in out_dir/mined.pt, keyed on
     the checkpoint's contents, the photos and the synthesis settings, so a second run trains at once).
     Mining also looks where answering with an adding head would: at the whole crop's best place around
-    a corner the looks turned down (`Predictor.whole_crop_search`). Then only the head is trained, its
+    a corner the looks turned down (`Predictor.whole_crop_place`). Then only the head is trained, its
     say added to those fixed logits, `epochs` passes of mini-batches. With `adds` (--refine-crop-adds)
     the checkpoint says that answering takes the head's say whole and searches the whole crop so
     (ModelConfig.refine_crop_adds); without, a veto, as the crop-fit stage's head. Mining is one

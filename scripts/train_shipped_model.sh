@@ -2,14 +2,14 @@
 # The shipped checkpoints/cropnet.pt's whole recipe, in one command: five training runs, each starting
 # from the weights the one before exported (README, "The shipped model"; docs/network.md has why each is
 # there). Several hours on 2 CPU cores (the logged runs took 20-86 minutes each).
-#   bash scripts/train_shipped_model.sh [OUT_DIR]      # OUT_DIR: default runs/shipped
+#   bash scripts/train_shipped_model.sh [OUT_DIR]      # OUT_DIR: default runs/shipped, from where it is run
 # Writes OUT_DIR/cropnet.pt; copy it to checkpoints/cropnet.pt to ship it. The training photos must be
 # in data/photos (bash data/fetch_training_photos.sh). One caveat, from the history: the first run that
 # produced the shipped weights was stopped after its 7th epoch of 12 and its best.pt (epoch 6) taken, so
 # run to its end the first step can pick another epoch.
 set -euo pipefail
+out="$(realpath -m "${1:-runs/shipped}")"  # before the cd: a relative OUT_DIR is the caller's
 cd "$(dirname "$0")/.."
-out="$(realpath -m "${1:-runs/shipped}")"
 mkdir -p "$out"
 export_to() {  # export_to RUN_DIR CHECKPOINT FILE: a run's checkpoint as a float16 model file
     python -c "import sys; from cropnet.checkpoint import export_checkpoint; export_checkpoint(sys.argv[1], sys.argv[2])" \
@@ -18,8 +18,8 @@ export_to() {  # export_to RUN_DIR CHECKPOINT FILE: a run's checkpoint as a floa
 
 python detect.py train --images data/photos --out "$out/siamese" --arch siamese-resnet18 --input-size 160 \
     --epochs 12 --pairs-per-epoch 2048 --easy-epochs 1 --ramp-epochs 3 --seed 0
-export_to "$out/siamese" best.pt "$out/siamese-6ep.pt"
-python detect.py train --images data/photos --out "$out/siamese-ft" --init "$out/siamese-6ep.pt" \
+export_to "$out/siamese" best.pt "$out/siamese-best.pt"
+python detect.py train --images data/photos --out "$out/siamese-ft" --init "$out/siamese-best.pt" \
     --epochs 10 --pairs-per-epoch 2048 --lr 3e-4 --seed 1
 export_to "$out/siamese-ft" last.pt "$out/siamese-ft.pt"
 python detect.py train --images data/photos --out "$out/refine" --init "$out/siamese-ft.pt" --stage refine \

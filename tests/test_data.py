@@ -260,3 +260,16 @@ def test_the_coarse_place_is_within_a_reduced_pixel_of_the_crop(x, y, width, hei
     found = coarse_place(original, original[y:y + height, x:x + width], 64)
     step = max(1.0, max(width, height) / 64)
     assert abs(found[0] - x) <= step and abs(found[1] - y) <= step, found
+
+
+def test_the_coarse_place_takes_mirrored_views_and_is_never_finer_than_asked():
+    """A crop given as a negative-stride view (as the mirror check passes it) of a mirrored original, and a
+    small crop searched no finer than a quarter scale (the whole-crop fit's, in `whole_crop_place`): each
+    within one px of its search's scale."""
+    original = textured_photo(4, 400, 300)
+    x, y, width, height = 90, 70, 150, 100
+    crop = original[y:y + height, x:x + width]
+    found = coarse_place(original[:, ::-1], crop[:, ::-1], 64)
+    assert abs(found[0] - (400 - x - width)) <= width / 64 and abs(found[1] - y) <= width / 64, found
+    found = coarse_place(original, original[y:y + 40, x:x + 40], 64, finest=0.25)
+    assert abs(found[0] - x) <= 4 and abs(found[1] - y) <= 4, found

@@ -19,7 +19,6 @@ from cropnet.model import (
     Matches,
     build_model,
     crop_fit,
-    crop_search,
     for_inference,
     inside_fit,
     match,
@@ -400,7 +399,7 @@ def test_the_whole_crop_search_finds_the_corner_a_look_missed_by_tens_of_px():
     crop = original[y:y + h, x:x + w]
     missed = (x - 25, y + 19)  # where a look on flat corners might settle
     crops, regions = crop_fit_views(original, crop, [missed], 1.0, 160, radius=32)
-    place = crop_search(torch.from_numpy(regions), torch.from_numpy(crops)[None])[0].tolist()
+    place = inside_fit(torch.from_numpy(regions), torch.from_numpy(crops)[None], min_cover=0.0)[0][0].tolist()
     assert [missed[0] - 32 + place[0], missed[1] - 32 + place[1]] == [x, y]
 
 
@@ -459,6 +458,8 @@ def test_the_inside_fit_leaves_out_places_past_the_image():
     assert fit[1] > np.log(0.2)  # about 30% of it off the image at its best place
     inside = float(inside_fit(regions, crops)[1][0])
     assert inside > fit[0] + 2  # every place wholly on the image fits far worse
+    # Asking all of it on the image where no place can have it: no fit at all, not an arbitrary place's.
+    assert inside_fit(regions[..., :120, :120], crops, min_cover=1.0)[1].isinf().all()
 
 
 def test_a_crop_head_added_to_a_trained_refiner_starts_silent(tmp_path):

@@ -161,6 +161,11 @@ def test_the_scan_runs_only_when_every_look_fails_and_answers_only_when_sure(mon
 
 
 def test_the_whole_crops_place_is_looked_at_only_when_the_scan_fails_too_and_kept_only_when_sure(monkeypatch):
+    """The last look: after the scan fails, from the whole crop's best place over the whole original, in the
+    first stage's order; kept only when sure. Not taken where no place qualifies (an infinite residual) or
+    with a checkpoint that does not compare the whole crop."""
+    from types import SimpleNamespace
+
     from cropnet.predict import SCAN_THRESHOLD, WHOLE_PLACE_THRESHOLD, Look, Proposal
 
     predictor = Predictor("classic")  # no network needed: the looks, the scan and the place are stood in for
@@ -168,12 +173,16 @@ def test_the_whole_crops_place_is_looked_at_only_when_the_scan_fails_too_and_kep
     monkeypatch.setattr(predictor, "scan", lambda *args: [(7, 8)])
     monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
     placed = []
-    monkeypatch.setattr(predictor, "whole_crop_place",
-                        lambda proposal, a, b, sizes: placed.append(proposal.top_left) or ((60, 70), -7.0))
     sure, unsure = WHOLE_PLACE_THRESHOLD + 0.05, (WHOLE_PLACE_THRESHOLD + 0.5) / 2  # both above 0.5
-    for scan_prob, place_prob, expected in ((SCAN_THRESHOLD, sure, (7, 8)), (0.3, sure, (60, 70)),
-                                            (0.3, unsure, (1, 1))):
+    cases = [  # crop side of the checkpoint's whole-crop fit, the scan's look, the place's residual and look
+        (192, SCAN_THRESHOLD, -7.0, sure, (7, 8)), (192, 0.3, -7.0, sure, (60, 70)),
+        (192, 0.3, -7.0, unsure, (1, 1)), (192, 0.3, float("inf"), sure, (1, 1)), (0, 0.3, -7.0, sure, (1, 1))]
+    for crop_side, scan_prob, residual, place_prob, expected in cases:
         placed.clear()
+        predictor.model = SimpleNamespace(config=SimpleNamespace(refine_crop_side=crop_side, refine_crop_adds=False))
+        monkeypatch.setattr(predictor, "whole_crop_place",
+                            lambda proposal, a, b, sizes, residual=residual: placed.append(proposal) or ((60, 70),
+                                                                                                          residual))
 
         def closer_look(proposal, a, b, sizes, scan_prob=scan_prob, place_prob=place_prob):
             prob = {(7, 8): scan_prob, (60, 70): place_prob}.get(proposal.top_left, 0.3)
@@ -183,7 +192,7 @@ def test_the_whole_crops_place_is_looked_at_only_when_the_scan_fails_too_and_kep
         monkeypatch.setattr(predictor, "closer_look", closer_look)
         answer = predictor.refine(start, None, None)
         assert answer.top_left == expected and answer.paired == (expected != (1, 1))
-        assert placed == ([] if scan_prob >= SCAN_THRESHOLD else [(10, 20)])  # sought from the first stage's order
+        assert placed == ([start] if scan_prob < SCAN_THRESHOLD and crop_side else [])
 
 
 def test_the_whole_crops_place_over_the_whole_original_is_the_crops_corner(pair_files):
@@ -216,8 +225,8 @@ def test_a_turned_down_corner_is_searched_with_the_whole_crop_when_its_head_adds
     monkeypatch.setattr(predictor, "mirror_check", lambda look, *images: look.answer)
     monkeypatch.setattr(cropnet.predict, "WHOLE_PLACE_THRESHOLD", 0.0)  # no last look: tested on its own
     searched, looks = [], []
-    monkeypatch.setattr(predictor, "whole_crop_search",
-                        lambda answer, a, b, sizes: searched.append(answer.top_left) or (40, 30))
+    monkeypatch.setattr(predictor, "whole_crop_place",
+                        lambda answer, a, b, sizes, near: searched.append(near) or ((40, 30), -7.0))
 
     def closer_look(proposal, a, b, sizes):
         looks.append(proposal.top_left)
@@ -240,7 +249,7 @@ def test_the_whole_crop_search_puts_a_missed_corner_back(pair_files):
     predictor = Predictor("net")
     original, crop = load_image(pair_files / "original.jpg"), load_image(pair_files / "crop.jpg")
     missed = Proposal(False, False, (123 - 22, 45 + 14), 0.2, 0.1)
-    assert predictor.whole_crop_search(missed, original, crop, None) == (123, 45)
+    assert predictor.whole_crop_place(missed, original, crop, None, near=missed.top_left)[0] == (123, 45)
     assert not predictor.searches_whole_crop  # the shipped head is a veto: answering never searches so
 
 
