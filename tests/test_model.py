@@ -301,7 +301,7 @@ def test_peak_corners_are_the_highest_local_maxima_best_first():
     assert torch.allclose(corners[0], expected)
 
 
-def textured_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+def smoothed_noise(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smoothed noise, RGB uint8: texture at every scale a corner patch sees."""
     noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3)).astype(np.uint8)
     return cv2.GaussianBlur(noise, (0, 0), 1.5)
@@ -315,7 +315,7 @@ def pixel_views(original, crop, corner):
 
 
 def test_pixel_fit_puts_a_true_crop_at_its_exact_place_from_a_rough_estimate():
-    original = textured_photo(300, 400)
+    original = smoothed_noise(300, 400)
     x, y, w, h = 123, 77, 150, 110
     windows, patches, origin = pixel_views(original, original[y:y + h, x:x + w], (x + 9, y - 7))
     truth = torch.tensor([x, y]) - torch.from_numpy(origin)
@@ -326,7 +326,7 @@ def test_pixel_fit_puts_a_true_crop_at_its_exact_place_from_a_rough_estimate():
 
 
 def test_pixel_fit_leaves_a_resized_crop_and_a_region_past_the_border_with_what_gives_them_away():
-    original = textured_photo(300, 400, seed=1)
+    original = smoothed_noise(300, 400, seed=1)
     x, y, w, h = 123, 77, 150, 110
     estimate = torch.tensor([[32.0, 32.0]])
     true_stats, _ = pixel_fit(*pixel_views(original, original[y:y + h, x:x + w], (x, y))[:2], estimate)
@@ -365,7 +365,7 @@ def crop_fit_stats(original, crop, corner, scale=1.0, side=160):
 
 
 def test_crop_fit_views_put_a_true_crop_over_its_own_pixels():
-    original = textured_photo(300, 400, seed=2)
+    original = smoothed_noise(300, 400, seed=2)
     x, y, w, h = 123, 77, 150, 110
     crops, regions = crop_fit_views(original, original[y:y + h, x:x + w], [(x, y), (x - 5, y + 4)], 1.0, 160)
     r = CROP_FIT_RADIUS
@@ -377,7 +377,7 @@ def test_crop_fit_views_put_a_true_crop_over_its_own_pixels():
 
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_one(scale):
-    original = textured_photo(300, 400, seed=3)
+    original = smoothed_noise(300, 400, seed=3)
     x, y, w, h = 123, 77, 150, 110
     crop = original[y:y + h, x:x + w]
     true_stats = crop_fit_stats(original, crop, (x + 3, y - 2), scale)  # a corner a few px off is forgiven
@@ -394,7 +394,7 @@ def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_
 
 
 def test_the_whole_crop_search_finds_the_corner_a_look_missed_by_tens_of_px():
-    original = textured_photo(300, 400, seed=5)
+    original = smoothed_noise(300, 400, seed=5)
     x, y, w, h = 140, 90, 150, 110
     crop = original[y:y + h, x:x + w]
     missed = (x - 25, y + 19)  # where a look on flat corners might settle
@@ -405,7 +405,7 @@ def test_the_whole_crop_search_finds_the_corner_a_look_missed_by_tens_of_px():
 
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
-    original = textured_photo(300, 400, seed=4)
+    original = smoothed_noise(300, 400, seed=4)
     x, y, w, h = 101, 60, 170, 120
     crop = original[y:y + h, x:x + w]
     excess = {}
@@ -419,9 +419,9 @@ def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
 
 def nearly_symmetric_photo() -> np.ndarray:
     """A picture whose right half mirrors its left, but for a block on the left that the right lacks."""
-    picture = textured_photo(300, 400, seed=6)
+    picture = smoothed_noise(300, 400, seed=6)
     picture[:, 200:] = picture[:, :200][:, ::-1]
-    picture[100:160, 120:170] = textured_photo(60, 50, seed=7)
+    picture[100:160, 120:170] = smoothed_noise(60, 50, seed=7)
     return picture
 
 
@@ -448,7 +448,7 @@ def test_a_flip_of_a_nearly_symmetric_picture_fits_worse_than_its_mirror_image_w
 def test_the_inside_fit_leaves_out_places_past_the_image():
     """A region running 30 px past the original's right edge fits its own place to the noise, but that
     place hangs off the image: `crop_fit` finds it (with its overhang), `inside_fit` does not."""
-    photo = textured_photo(300, 400, seed=8)
+    photo = smoothed_noise(300, 400, seed=8)
     original = photo[:, :300]
     x, y, w, h = 230, 100, 100, 80  # 30 px past the original's edge, within the photo
     region = photo[y:y + h, x:x + w]
