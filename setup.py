@@ -28,8 +28,7 @@ setup(
         "tqdm>=4.60",
         # Below 5: under opencv-python-headless 5.0.0.93, which a fresh install took on 2026-11-26, verification
         # answers differently (tests/test_verify.py: a resized crop of a gradient is turned down even without
-        # the region test that the test exercises); 4.14 passes the suite. (An earlier benchmark records an
-        # OpenCV 5.0.0 build under which the suite passed: the build, not the major version, changed that.)
+        # the region test that the test exercises); 4.14 passes the suite.
         "opencv-python-headless>=4.5,<5",
     ],
     # matplotlib: the benchmark's plots and the learning curves (benchmarks/run.py, scripts/plot_curves.py)

@@ -362,6 +362,7 @@ def peak_corners(matches: Matches, original_sizes: torch.Tensor, count: int) -> 
     return matches.offsets[best] * STRIDE / original_sizes[:, None].clamp(min=1)  # (B, count, 2)
 
 
+NO_FIT = 1e3  # a residual far above any real one (of normalized pixels): a place that is no fit at all
 PIXEL_RADIUS = 24  # view px the pixel fit searches each way around the corners' feature estimate
 PIXEL_STATS = 5
 
@@ -458,7 +459,7 @@ def pixel_fit(windows: torch.Tensor, patches: torch.Tensor, estimate: torch.Tens
     joint = squares.sum(1) / (3 * counts.sum(1)).clamp(min=1)  # (B, o, o) per channel and pixel
     possible = patch_valid.view(batch, 2, -1).sum(2).clamp(min=1)  # (B, 2) each patch's comparable pixels
     cover = counts.sum(1) / possible.sum(1)[:, None, None]
-    joint = joint + (cover < 0.5) * 1e3  # a place where the patches hardly meet the image is no fit
+    joint = joint + (cover < 0.5) * NO_FIT  # a place where the patches hardly meet the image
     best = joint.flatten(1).argmin(1)
     reach = joint.shape[-1]
     best_y, best_x = torch.div(best, reach, rounding_mode="floor"), best % reach
@@ -485,7 +486,7 @@ def placed_residuals(regions: torch.Tensor, crops: torch.Tensor) -> tuple[torch.
     crop_rgb, crop_valid = blurred_valid(crops)
     squares, counts = masked_squares(region_rgb, region_valid, crop_rgb, crop_valid)  # (B, o, o)
     possible = crop_valid.flatten(1).sum(1).clamp(min=1)[:, None, None]
-    residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * 1e3  # hardly meeting the image
+    residual = squares / (3 * counts).clamp(min=1) + (counts / possible < 0.5) * NO_FIT  # hardly meeting the image
     return residual, crop_rgb, crop_valid, possible
 
 
@@ -544,12 +545,12 @@ def inside_fit(regions: torch.Tensor, crops: torch.Tensor,
     flat, the refining stage's corner patches can settle tens of px off; every pixel of the crop together
     rarely does."""
     residual, _, crop_valid, possible = placed_residuals(regions, crops)
-    residual = (residual + (image_cover(regions, crop_valid, possible) < min_cover) * 1e3).flatten(1)
+    residual = (residual + (image_cover(regions, crop_valid, possible) < min_cover) * NO_FIT).flatten(1)
     least, best = residual.min(1)
     width = regions.shape[-1] - crops.shape[-1] + 1
     places = torch.stack([best % width, torch.div(best, width, rounding_mode="floor")], 1)
     logs = torch.log(least.clamp(min=0, max=1e2) + 1e-4)
-    return places, torch.where(least < 1e3, logs, torch.inf)  # 1e3: no fit (here or in placed_residuals)
+    return places, torch.where(least < NO_FIT, logs, torch.inf)  # no fit, here or in placed_residuals
 
 
 class RefineOutput(NamedTuple):

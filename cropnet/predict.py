@@ -148,9 +148,6 @@ MIRROR_WEIGHT = 10.0
 # for 1068 negatives of the validation photos, the flat art and the training photos (docs/network.md): a
 # threshold between the two with hardly any margin, which held-out photos tested once (recall +5, border -2).
 WHOLE_PLACE_THRESHOLD = 0.6
-# Whether the mirror check also seeks the crop's mirror image over the whole original (`whole_crop_place`), not
-# only where the crop was found.
-MIRROR_SEARCH = True
 # The crop's longer side (px) at which the whole crop, or its mirror image, is first sought over the whole
 # original (`whole_crop_place`).
 WHOLE_PLACE_SIDE = 64
@@ -310,9 +307,8 @@ class Predictor:
 
         with torch.no_grad():
             excess = float(mirror_excess(look.region[None], look.crop_view[None], look.fit[None])[0])
-        if MIRROR_SEARCH:
-            mirrored = self.whole_crop_place(answer, a, b, sizes, mirrored=True)[1]
-            excess = max(excess, float(look.fit[0]) - mirrored)
+        mirrored = self.whole_crop_place(answer, a, b, sizes, mirrored=True)[1]
+        excess = max(excess, float(look.fit[0]) - mirrored)
         if excess <= MIRROR_MARGIN:
             return answer
         logit = np.log(answer.paired_prob / max(1 - answer.paired_prob, 1e-9))
@@ -419,7 +415,7 @@ class Predictor:
                                             strict=True)]  # array px
         logits = torch.cat([output.paired_logits for output in outputs])
         fit = None  # without a whole-crop fit
-        if config.refine_crop_side:  # the whole crop compared where each look put the corner
+        if self.fits_whole_crop:  # the whole crop compared where each look put the corner
             fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
             crop_view, regions = (torch.from_numpy(views).to(self.device) for views in
                                   crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side))

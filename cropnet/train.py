@@ -295,7 +295,6 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
         best = state["metrics"].get("best_paired_accuracy")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "log.jsonl"
     best_metrics = None
     for epoch in range(start_epoch, train_config.epochs):
         started = time.time()
@@ -313,19 +312,13 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
             metrics = summarize_refine(predict_refine_loader(model.refiner, val_loader, device))
         else:
             metrics = summarize(predict_loader(model, val_loader, device))
-        improved = best is None or metrics["paired_accuracy"] > best
-        if improved:
-            best, best_metrics = metrics["paired_accuracy"], metrics
         record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train": losses, "val": metrics,
                   "train_pairs": len(train_loader) * train_config.batch_size * place.world_size,
                   "processes": place.world_size, "seconds": round(time.time() - started, 1)}
-        with open(log_path, "a") as log:
-            log.write(json.dumps(record) + "\n")
-        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch,
-                  "metrics": {**metrics, "best_paired_accuracy": best}}
+        improved, best = keep_epoch(out_dir, model, record, best, synth_config=synth_config,
+                                    train_config=train_config, optimizer=optimizer, scheduler=scheduler)
         if improved:
-            save_checkpoint(out_dir / "best.pt", model, half=True, **common)
-        save_checkpoint(out_dir / "last.pt", model, optimizer=optimizer, scheduler=scheduler, **common)
+            best_metrics = metrics
         echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, "
              f"val paired accuracy {metrics['paired_accuracy']:.3f}, "
              + (f"corner median {metrics['top_left_error_fraction']['median']:.4f} of the side" if refine
@@ -336,6 +329,23 @@ def train_process(images_dir: Path, out_dir: Path, *, model_config: ModelConfig,
     return best_metrics or {}
 
 
+def keep_epoch(out_dir: Path, model, record: dict, best: float | None, *, synth_config: SynthConfig,
+               train_config: TrainConfig, **state) -> tuple[bool, float]:
+    """After an epoch: its `record` appended to out_dir/log.jsonl, the model written to last.pt (with `state`,
+    the optimizer and scheduler a `--resume` needs) and, when its validation paired accuracy beats `best`,
+    to best.pt at half precision. Returns whether it did, and the best accuracy so far."""
+    metrics = record["val"]
+    improved = best is None or metrics["paired_accuracy"] > best
+    if improved:
+        best = metrics["paired_accuracy"]
+    with open(out_dir / "log.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    common = {"synth_config": synth_config, "train_config": train_config, "epoch": record["epoch"],
+              "metrics": {**metrics, "best_paired_accuracy": best}}
+    if improved:
+        save_checkpoint(out_dir / "best.pt", model, half=True, **common)
+    save_checkpoint(out_dir / "last.pt", model, **state, **common)
+    return improved, best
 
 
 # A true crop's candidate counts as found, for `mine_looks`, within this many view px of the whole crop's
@@ -482,17 +492,12 @@ def train_on_answers(images_dir: Path, out_dir: Path, *, init: Path | None, synt
             optimizer.step()
         head.eval()  # so that crop_logits answers as `predict` will: whole, or a veto
         losses, metrics = (mined_metrics(model.refiner.crop_logits, head, part) for part in (mined, val_mined))
-        improved = best is None or metrics["paired_accuracy"] > best
+        record = {"epoch": epoch, "lr": train_config.lr, "train": losses, "val": metrics,
+                  "seconds": round(time.time() - started, 1)}
+        improved, best = keep_epoch(out_dir, model, record, best, synth_config=synth_config,
+                                    train_config=train_config)
         if improved:
-            best, best_metrics = metrics["paired_accuracy"], metrics
-        with open(out_dir / "log.jsonl", "a") as log:
-            log.write(json.dumps({"epoch": epoch, "lr": train_config.lr, "train": losses, "val": metrics,
-                                  "seconds": round(time.time() - started, 1)}) + "\n")
-        common = {"synth_config": synth_config, "train_config": train_config, "epoch": epoch,
-                  "metrics": {**metrics, "best_paired_accuracy": best}}
-        if improved:
-            save_checkpoint(out_dir / "best.pt", model, half=True, **common)
-        save_checkpoint(out_dir / "last.pt", model, **common)
+            best_metrics = metrics
         echo(f"epoch {epoch + 1}/{train_config.epochs}: loss {losses['loss']:.3f}, val loss {metrics['loss']:.3f}, "
              f"val paired accuracy {metrics['paired_accuracy']:.3f}" + (" (best)" if improved else ""))
     return best_metrics

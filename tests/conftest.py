@@ -23,6 +23,16 @@ def textured_photo(seed: int, width: int = 120, height: int = 90) -> np.ndarray:
     return np.clip(smooth + grain, 0, 255).astype(np.uint8)
 
 
+def nearly_symmetric_photo() -> np.ndarray:
+    """A 400x300 picture whose right half mirrors its left, but for a 50x60 block at (120, 100) on the left
+    that the right lacks (the mirror check's hard case: a flip that takes in the block)."""
+    grain = np.random.default_rng(0).integers(-30, 31, (300, 400, 3))
+    picture = np.clip(textured_photo(21, 400, 300).astype(int) + grain, 0, 255).astype(np.uint8)
+    picture[:, 200:] = picture[:, :200][:, ::-1]
+    picture[100:160, 120:170] = textured_photo(22, 50, 60)
+    return picture
+
+
 def assert_one_line_error(result, *fragments):
     """A CLI failure as users must see it: exit code 2, one 'Error: ...' line naming the problem, no traceback."""
     assert result.exit_code == 2, result.output

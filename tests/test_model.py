@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import REPO
+from conftest import REPO, nearly_symmetric_photo
 
 from cropnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cropnet.config import ModelConfig, SynthConfig, TrainConfig
@@ -415,14 +415,6 @@ def test_a_flipped_crop_where_it_was_flipped_from_fits_better_mirrored(scale):
     assert excess["true"] < -1.0  # the true crop fits at least e times better as it is
     assert excess["flipped"] > 1.0  # the flipped one at least e times better mirrored
     assert excess["flipped"] == pytest.approx(-excess["true"], abs=0.5)  # the same two fits, the other way round
-
-
-def nearly_symmetric_photo() -> np.ndarray:
-    """A picture whose right half mirrors its left, but for a block on the left that the right lacks."""
-    picture = smoothed_noise(300, 400, seed=6)
-    picture[:, 200:] = picture[:, :200][:, ::-1]
-    picture[100:160, 120:170] = smoothed_noise(60, 50, seed=7)
-    return picture
 
 
 def test_a_flip_of_a_nearly_symmetric_picture_fits_worse_than_its_mirror_image_where_that_was_cut():
