@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ WHOLE_PLACE_THRESHOLD = 0.6
 # The crop's longer side (px) at which the whole crop, or its mirror image, is first sought over the whole
 # original (`whole_crop_place`).
 WHOLE_PLACE_SIDE = 64
+READ_AHEAD = 2  # pairs a batch (`predict_many`) reads ahead of the one it answers
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
@@ -189,7 +191,7 @@ class Predictor:
         self.seen: list[SeenLook] | None = None  # a list: every closer look is kept there (train --stage crop-mined)
         # Threads, so that decoding, the network and verification's preparation use both cores of a small
         # machine: the original's full-size decode, and the network's view of the pair (see `load`).
-        share_one_heap()
+        configure_malloc()
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network") if method == "hybrid" else None
         if method != "classic":  # classic never imports torch: it starts and answers fast
@@ -448,12 +450,15 @@ class Predictor:
         if not pairs:
             return
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        # Two pairs ahead: while one slow pair is answered (a resized crop's candidates are all polished),
+        # the reader goes on to the next instead of waiting. One pair ahead left it idle for such pairs and
+        # the answering thread waiting after them.
+        pending = deque(reader.submit(self.load, *pair, max_pixels) for pair in pairs[:READ_AHEAD])
         try:
-            pending = reader.submit(self.load, *pairs[0], max_pixels)
             for index in range(len(pairs)):
-                current = pending
-                if index + 1 < len(pairs):
-                    pending = reader.submit(self.load, *pairs[index + 1], max_pixels)
+                current = pending.popleft()
+                if index + READ_AHEAD < len(pairs):
+                    pending.append(reader.submit(self.load, *pairs[index + READ_AHEAD], max_pixels))
                 try:
                     yield self.answer(current.result())
                 except Exception as error:  # the caller reports it as that pair's answer, and goes on
@@ -520,21 +525,31 @@ def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | No
     return original, original_size, crop, crop_size, original.shape[1] / original_size[0]
 
 
-def share_one_heap() -> None:
-    """Make threads allocate from one malloc arena (glibc's M_ARENA_MAX), before any thread starts.
+def configure_malloc() -> None:
+    """Tell glibc's malloc how this program uses memory, before any thread starts. A no-op elsewhere.
 
-    glibc gives every thread a heap arena of its own, and each keeps the large buffers it
-    freed. On the benchmark's 12-megapixel pairs, classic's work memory was 224 MB with an
-    arena per thread and 148-181 MB with one, at the same speed. (Returning every buffer over
-    1 MB to the system at once, M_MMAP_THRESHOLD, saved 20 MB more and cost 20% of the time.)
-    A no-op where the C library is not glibc.
+    - One heap arena for every thread (M_ARENA_MAX): glibc gives each thread an arena of its
+      own, and each keeps the large buffers it freed. On the benchmark's 12-megapixel pairs,
+      classic's work memory was 224 MB with an arena per thread and 148-181 MB with one, at the
+      same speed.
+    - Buffers up to 32 MB (a 12-megapixel grey image, a float copy of a crop's region) come from
+      that heap and stay there when freed (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). By default glibc
+      maps such buffers fresh and unmaps them when freed, so every pair paid the kernel's page
+      faults again for the same few sizes of buffer. On the benchmark's 12-megapixel set
+      (24 pairs, a fresh process): 120,000-180,000 page faults before, 24,000-32,000 after,
+      peak memory no higher. 32 MB is the most glibc accepts on 64-bit systems.
+      (Returning every buffer over 1 MB at once instead saved 20 MB and cost 20% of the time.)
     """
     import ctypes
     import ctypes.util
 
-    M_ARENA_MAX = -8  # from glibc's malloc.h
+    # From glibc's malloc.h.
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
     try:
-        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_ARENA_MAX, 1)
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        mallopt(M_ARENA_MAX, 1)
+        mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
+        mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError, TypeError):
         pass
 
