@@ -191,7 +191,8 @@ class Predictor:
         self.seen: list[SeenLook] | None = None  # a list: every closer look is kept there (train --stage crop-mined)
         # Threads, so that decoding, the network and verification's preparation use both cores of a small
         # machine: the original's full-size decode, and the network's view of the pair (see `load`).
-        configure_malloc()
+        # Full-size grey images only where verification runs: net's own buffers gained nothing from it.
+        configure_malloc(keep_freed=method != "net")
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network") if method == "hybrid" else None
         if method != "classic":  # classic never imports torch: it starts and answers fast
@@ -525,20 +526,23 @@ def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | No
     return original, original_size, crop, crop_size, original.shape[1] / original_size[0]
 
 
-def configure_malloc() -> None:
+def configure_malloc(keep_freed: bool = True) -> None:
     """Tell glibc's malloc how this program uses memory, before any thread starts. A no-op elsewhere.
 
     - One heap arena for every thread (M_ARENA_MAX): glibc gives each thread an arena of its
       own, and each keeps the large buffers it freed. On the benchmark's 12-megapixel pairs,
       classic's work memory was 224 MB with an arena per thread and 148-181 MB with one, at the
       same speed.
-    - Buffers up to 32 MB (a 12-megapixel grey image, a float copy of a crop's region) come from
-      that heap and stay there when freed (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). By default glibc
-      maps such buffers fresh and unmaps them when freed, so every pair paid the kernel's page
-      faults again for the same few sizes of buffer. On the benchmark's 12-megapixel set
-      (24 pairs, a fresh process): 120,000-180,000 page faults before, 24,000-32,000 after,
-      peak memory no higher. 32 MB is the most glibc accepts on 64-bit systems.
+    - With `keep_freed`: buffers up to 32 MB (a 12-megapixel grey image, a float copy of a
+      crop's region) come from that heap and stay there when freed (M_MMAP_THRESHOLD,
+      M_TRIM_THRESHOLD). By default glibc maps such buffers fresh and unmaps them when freed, so
+      every pair paid the kernel's page faults again for the same few sizes of buffer. On the
+      benchmark's 12-megapixel set (24 pairs, a fresh process): 120,000-180,000 page faults
+      before, 24,000-32,000 after, and classic's work memory 131-139 MB before, 134-149 MB after,
+      in runs taking turns (docs/speed.md, 18). 32 MB and 512 MB measured the same.
       (Returning every buffer over 1 MB at once instead saved 20 MB and cost 20% of the time.)
+      Not for `net`, which decodes no full-size image: its work memory on that set grew from
+      171-174 MB to 183-187 MB with it, for no gain in time.
     """
     import ctypes
     import ctypes.util
@@ -548,8 +552,9 @@ def configure_malloc() -> None:
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
         mallopt(M_ARENA_MAX, 1)
-        mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
-        mallopt(M_TRIM_THRESHOLD, 2**30)
+        if keep_freed:
+            mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
+            mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError, TypeError):
         pass
 

@@ -480,6 +480,20 @@ def test_smoothed_residual_from_the_half_size_original_equals_full_size():
     assert smoothed.residual(halved, 10, 70, level=1)[0].mean() > 100
 
 
+@pytest.mark.parametrize("factors", [(4, 4), (2, 4), (4, 2), (2, 2), (1, 2), (1, 1)])
+def test_block_means_of_8_bit_pixels_are_the_exact_means(factors):
+    from cropnet.verify import block_means
+
+    image = np.random.default_rng(46).integers(0, 256, (203, 157), dtype=np.uint8)
+    region = image[3:190, 5:150]  # a strided view, odd-sized: the last partial blocks are left out
+    means = block_means(region, factors)
+    rows, cols = region.shape[0] // factors[0], region.shape[1] // factors[1]
+    blocks = region[:rows * factors[0], :cols * factors[1]].reshape(rows, factors[0], cols, factors[1])
+    assert means.dtype == np.float32 and means.shape == (rows, cols)
+    assert np.array_equal(means, blocks.mean(axis=(1, 3)).astype(np.float32))
+    assert (means != np.round(means)).any() or factors == (1, 1)  # fractions kept, not rounded away
+
+
 def test_search_drops_candidates_verification_would_give_up_but_the_best():
     from cropnet.verify import PreparedCrop, search
 
