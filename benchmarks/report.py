@@ -28,6 +28,9 @@ def timing(record: dict, floor_median: float | None) -> dict:
         "peak_rss_mb": record["peak_rss_kb"] / 1024,
         # What answering adds on top of the interpreter, the libraries and the loaded model.
         "work_mb": (record["peak_rss_kb"] - record["baseline_rss_kb"]) / 1024,
+        # ... of which the untimed first pair left resident (older records lack it)
+        "first_pair_mb": (record["warmed_rss_kb"] - record["baseline_rss_kb"]) / 1024 if "warmed_rss_kb" in record
+        else None,
     }
 
 

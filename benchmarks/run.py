@@ -198,8 +198,10 @@ def evaluate_bars(summary: dict, model_mb: float) -> list[str]:
             if t:
                 # The model is in the resident memory before the first pair, so it is outside `work`.
                 allowed = 3 * summary["decoded_mb"][name]
+                kept = "" if t.get("first_pair_mb") is None else \
+                    f", {t['first_pair_mb']:.0f} MB of it still resident after the untimed first pair"
                 lines.append(f"{method} at {name}: work memory {t['work_mb']:.0f} MB (peak RSS {t['peak_rss_mb']:.0f}"
-                             f" MB with interpreter, libraries{' and model' if method != 'classic' else ''}) "
+                             f" MB with interpreter, libraries{' and model' if method != 'classic' else ''}{kept}) "
                              f"against 3 × {summary['decoded_mb'][name]:.0f} MB decoded = {allowed:.0f} MB"
                              + (f" (model file {model_mb:.0f} MB, in the resident memory before the first pair)"
                                 if method != "classic" else "") + f": {verdict(t['work_mb'] <= allowed)}")

@@ -58,6 +58,7 @@ def test_json_has_a_time_per_method_and_set(quick_run):
         for method in summary["methods"]:
             timing = summary["timing"][name][method]
             assert timing["pairs"] > 0 and timing["median_ms"] > 0, (name, method)
+            assert 0 < timing["peak_rss_mb"] and isinstance(timing["first_pair_mb"], float), (name, method)
     for method in summary["accuracy"]:
         assert summary["accuracy"][method]["categories"]["all pairs"]["n"] > 0, method
     assert summary["failures"] == {}
