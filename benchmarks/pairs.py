@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -28,6 +29,12 @@ from cropnet.evaluate import SMALL_CROP_SIDE, quality_band, scale_to_megapixels
 from cropnet.images import find_images, image_size, load_image
 
 MANIFEST = "manifest.json"
+# Part of every set's cache key: a manifest written before a field was added is not reused (2: crop_rms).
+MANIFEST_FORMAT = 2
+# A "negative" whose pixels, before any encoding, lie within this RMS (grey levels, over R, G and B) of the
+# original's somewhere is a crop by the project's definition up to the rounding of its resampling; see
+# `crop_rms`. Fixed before any run looked at the figures.
+WITHIN_ROUNDING = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ def set_folder(cache: Path, photos: Path, seed: int, spec: PairSpec, paths: list
     """Where a set lives: named by spec and seed, keyed by the photos' names and sizes so that a changed folder
     gives a new set instead of a stale one."""
     listing = [(p.relative_to(photos).as_posix(), p.stat().st_size) for p in paths]
-    key = hashlib.sha1(json.dumps([str(photos.resolve()), listing, seed, asdict(spec)]).encode()).hexdigest()[:10]
+    key = hashlib.sha1(json.dumps([str(photos.resolve()), listing, seed, asdict(spec), MANIFEST_FORMAT]).encode()
+                       ).hexdigest()[:10]
     return cache / f"{spec.name}-seed{seed}-n{spec.count}-{key}"
 
 
@@ -133,7 +141,24 @@ def describe_pair(pair, index: int, names: list[str]) -> dict:
         # A crop of one flat colour (a patch of clear sky) fits many places within JPEG noise: resized,
         # flipped or run past the border, it is still pixel for pixel a crop. Reported apart.
         "flat_crop": is_flat(crop),
+        "crop_rms": None if pair.paired else crop_rms(*pair.unencoded),
     }
+
+
+def crop_rms(original: np.ndarray, crop: np.ndarray) -> float | None:
+    """How far a negative's crop is from being a crop: the least RMS difference, in grey levels over the three
+    channels, between its pixels and the original's at any offset where it lies wholly inside, before either is
+    encoded. None where it fits nowhere.
+
+    A resized crop of a smooth gradient, or a region past the border of a photo whose edge continues in one
+    colour, can be within rounding of the original's pixels at some offset: by the definition a tool answers
+    to (B's pixels are A's at an integer offset), such a "negative" is a crop, and the benchmark reports the
+    pairs without them apart (`WITHIN_ROUNDING`).
+    """
+    if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
+        return None
+    squared = cv2.matchTemplate(np.ascontiguousarray(original), np.ascontiguousarray(crop), cv2.TM_SQDIFF)
+    return float(np.sqrt(max(0.0, float(squared.min())) / crop.size))
 
 
 def read_manifest(path: Path) -> dict:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 from methods import CROPNET_METHODS, DECODERS, LABELS
+from pairs import WITHIN_ROUNDING
 
 QUALITY_BANDS = ("q25-44", "q45-69", "q70-95", "lossless")
 NEGATIVE_KINDS = ("other", "flip", "border", "resized")
@@ -64,15 +65,16 @@ def tally(rows: list[tuple[dict, dict]]) -> dict:
 
 
 def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: list[str],
-             only: set[tuple[str, int]] | None = None, textured_only: bool = False) -> dict:
+             only: set[tuple[str, int]] | None = None, leave_out: str | None = None) -> dict:
     """Per category: the main sets (full crop-size range) by kind and JPEG band; crops under 100 px from every
     set; the tiny-crop sets' negatives; negatives by whether their crop is one flat colour; and corner exactness
     over the true crops found. `only`: just these (set, index) pairs, to compare two methods on the pairs both
-    answered; `textured_only`: leave out the pairs whose crop is one flat colour."""
+    answered; `leave_out`: "flat", the pairs whose crop is one flat colour; "crops", those and the negatives
+    that are, before encoding, a crop within rounding (`pairs.crop_rms`)."""
     rows = joined(results, truth, method, main, only)
     tiny_rows = joined(results, truth, method, tiny, only)
-    if textured_only:
-        rows, tiny_rows = ([r for r in group if not r[0].get("flat_crop")] for group in (rows, tiny_rows))
+    if leave_out:
+        rows, tiny_rows = ([r for r in group if not left_out(r[0], leave_out)] for group in (rows, tiny_rows))
     categories = {
         "all pairs": tally(rows),
         "true crops found": tally([r for r in rows if r[0]["kind"] == "positive"]),
@@ -92,6 +94,14 @@ def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: lis
               for t, a in found]
     corners = {"found": len(found), "exact": sum(e == 0 for e in errors), "within_1px": sum(e <= 1 for e in errors)}
     return {"categories": categories, "corners": corners}
+
+
+def left_out(entry: dict, leave_out: str) -> bool:
+    """Whether `accuracy(..., leave_out)` leaves this pair (a manifest entry) out."""
+    if entry.get("flat_crop"):
+        return True
+    rms = entry.get("crop_rms")
+    return leave_out == "crops" and rms is not None and rms <= WITHIN_ROUNDING
 
 
 def slope(results: dict, specs: list[dict], method: str) -> dict | None:
@@ -193,6 +203,12 @@ def markdown(summary: dict) -> str:
               "methods count as paired (amb.: how many). A flat crop is one flat colour (grey-level spread under "
               "2, `cropnet.data.is_flat`): made from a patch of clear sky, a resized, flipped or past-the-border "
               "\"negative\" is still, within JPEG noise, pixel for pixel a crop. "
+              f"Likewise a negative within rounding of a crop: its pixels, before either image was encoded, "
+              f"lie within an RMS of {WITHIN_ROUNDING:g} grey level of the original's at some offset "
+              f"(`benchmarks/pairs.py`, `crop_rms`; a resized crop of a smooth gradient, a region past the border "
+              f"where the picture goes on in one colour): {len(summary.get('negatives_within_rounding', []))} "
+              "pairs of this run, counted in the tables below and left out of the last comparison with the "
+              "references (\"The issue's bars\"). "
               "Corners over the true crops found in every set (a wrong "
               "order counts as a wrong corner). SIFT answered only the first pairs of the large sets (its "
               "pair counts show how many).", "",

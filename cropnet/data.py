@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -45,6 +45,9 @@ class Pair:
     # but "other": the spot a matcher is drawn to (past the border, of a resized or a mirrored
     # region). The refining stage is trained around it, as it will meet it.
     source: tuple[int, int] | None = None
+    # The original and the crop before either was re-encoded: whether a "negative" is, pixel for pixel, a crop
+    # after all (the benchmark asks, of a smooth photo's resized or past-the-border crop).
+    unencoded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def paired(self) -> bool:
@@ -67,11 +70,12 @@ def synthesize_pair(photo: np.ndarray, other: np.ndarray, rng: np.random.Generat
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
     original, crop, source = CROPPERS[kind](photo, other, rng, config)
     top_left = source if kind == "positive" else None
+    unencoded = (original, crop)
     original, quality_original = reencode(original, rng, config)
     crop, quality_crop = reencode(crop, rng, config)
     if rng.random() < config.swap_probability:
-        return Pair(crop, original, kind, True, top_left, (quality_crop, quality_original), source)
-    return Pair(original, crop, kind, False, top_left, (quality_original, quality_crop), source)
+        return Pair(crop, original, kind, True, top_left, (quality_crop, quality_original), source, unencoded)
+    return Pair(original, crop, kind, False, top_left, (quality_original, quality_crop), source, unencoded)
 
 
 def draw_crop_size(width: int, height: int, rng: np.random.Generator, config: SynthConfig) -> tuple[int, int]:

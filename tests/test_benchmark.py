@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import textured_photo
 from PIL import Image
@@ -68,3 +69,27 @@ def test_plots_are_written(quick_run):
     _, out = quick_run
     for name in ("benchmark-time.png", "benchmark-accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_manifest_says_how_far_each_negative_is_from_a_crop(quick_run):
+    _, out = quick_run
+    summary = json.loads((out / "benchmark.json").read_text())
+    entries = [entry for pairs in summary["truth"].values() for entry in pairs]
+    assert all(entry["crop_rms"] is None for entry in entries if entry["paired"])
+    measured = [entry["crop_rms"] for entry in entries if not entry["paired"] and entry["crop_rms"] is not None]
+    assert measured and min(measured) >= 0
+
+
+def test_crop_rms_is_zero_for_pixels_found_in_the_original_and_large_for_a_flip():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from pairs import crop_rms
+
+    photo = textured_photo(5, 200, 150)
+    region = photo[40:100, 30:120]
+    assert crop_rms(photo, region) == 0.0
+    assert crop_rms(photo, region[:, ::-1]) > 10  # textured: a mirror image fits nowhere
+    flat = np.full((150, 200, 3), 90, np.uint8)
+    flat[:, 150:] = 200
+    resized = np.asarray(Image.fromarray(flat[10:70, 10:70]).resize((66, 66), Image.Resampling.BILINEAR))
+    assert crop_rms(flat, resized) == 0.0  # a resized patch of one colour is, pixel for pixel, a crop
+    assert crop_rms(flat[:50, :50], flat) is None  # larger than the original: fits nowhere
