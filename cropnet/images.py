@@ -179,6 +179,19 @@ def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return (height, width) if exif_orientation(image) in QUARTER_TURNS else (width, height)
 
 
+def exact_pixels(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """"colour" or "grey" when the file keeps its pixels exactly (an 8-bit PNG without a palette), else None.
+
+    Two such files of the same kind hold a crop's pixels as they are: verification then asks the whole
+    crop to match within rounding, not within JPEG noise (`VerifyConfig.exact_max_residual`). A palette
+    PNG is left out: quantising a photo to 256 colours moves its pixels.
+    """
+    with open_image(path, max_pixels) as image:
+        if image.format != "PNG":
+            return None
+        return "colour" if image.mode in ("RGB", "RGBA") else "grey" if image.mode in ("L", "LA") else None
+
+
 def is_jpeg(path: str | os.PathLike) -> bool:
     """The file starts as a JPEG does (its first marker), whatever its name."""
     with open(path, "rb") as file:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, image_size, is_jpeg, load_grey_and_view, load_image
+from .images import DEFAULT_MAX_PIXELS, exact_pixels, image_size, is_jpeg, load_grey_and_view, load_image
 from .verify import PreparedCrop, VerifyConfig, match_pair
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
@@ -157,12 +157,14 @@ PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around th
 
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
-                    verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None) -> Prediction:
+                    verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None,
+                    exact: bool = False) -> Prediction:
     """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
 
     With a network `proposal` (hybrid), its order is tried first and the search
     starts around its corner; the decision still comes from verification.
     `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
+    `exact`: both came from lossless files (see `verify.match_pair`).
     """
     prefer_swapped, hint, scores = None, None, {}
     if proposal is not None:
@@ -173,7 +175,8 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             # The network's corner is rough (median error about a sixth of the side): search a wide window.
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
-    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
+    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared,
+                       exact=exact)
     scores["verification"] = match.score
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
                       "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
@@ -211,12 +214,13 @@ class Predictor:
                 # a forward pass with torch's default 2 threads took 3 to 5 times as long as with 1).
                 torch.set_num_threads(max(1, torch.get_num_threads() - 2))
 
-    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> Prediction:
+    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b"), exact: bool = False) -> Prediction:
+        """The answer for two decoded images; `exact`: both came from lossless files (see `verify.match_pair`)."""
         if self.method == "classic":
-            return predict_classic(a, b, names)
+            return predict_classic(a, b, names, exact=exact)
         proposal = self.propose(a, b)
         if self.method == "hybrid":
-            return predict_classic(a, b, names, proposal=proposal)
+            return predict_classic(a, b, names, proposal=proposal, exact=exact)
         return net_answer(self.refine(proposal, a, b), names)
 
     def propose(self, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
@@ -472,9 +476,11 @@ class Predictor:
         reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
         names = (str(path_a), str(path_b))
         sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
+        kinds = exact_pixels(path_a, max_pixels), exact_pixels(path_b, max_pixels)
+        exact = kinds[0] is not None and kinds[0] == kinds[1]  # two lossless files, both colour or both grey
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-            return LoadedPair(names, a, b, prepared)
+            return LoadedPair(names, a, b, prepared, exact=exact)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -494,16 +500,17 @@ class Predictor:
                                                 view_scales=from_decode)
         view = tuple(made_view if future is None else future.result()
                      for future, made_view in zip(separate, made, strict=True))
-        return LoadedPair(names, a, b, prepared, view, sizes)
+        return LoadedPair(names, a, b, prepared, view, sizes, exact)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
         if self.method == "classic":
-            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared)
+            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, exact=pair.exact)
         proposal = self.propose(*pair.view, pair.sizes)
         if self.method == "net":
             return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
-        return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared)
+        return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared,
+                               exact=pair.exact)
 
 
 @dataclass
@@ -516,6 +523,7 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
+    exact: bool = False  # both files keep their pixels exactly (`images.exact_pixels`, same kind)
 
 
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:

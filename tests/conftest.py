@@ -33,6 +33,13 @@ def nearly_symmetric_photo() -> np.ndarray:
     return picture
 
 
+def grainy_gradient(seed: int, amplitude: float, height: int = 300, width: int = 400) -> np.ndarray:
+    """A smooth ramp with fine grain of its own (seed): two seeds are one scene, grain apart."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    grain = np.random.default_rng(seed).normal(0, amplitude, (height, width))
+    return np.clip(np.rint(60 + 0.25 * cols + 0.15 * rows + grain), 0, 255).astype(np.uint8)
+
+
 def assert_one_line_error(result, *fragments):
     """A CLI failure as users must see it: exit code 2, one 'Error: ...' line naming the problem, no traceback."""
     assert result.exit_code == 2, result.output

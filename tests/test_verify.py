@@ -9,7 +9,7 @@ from functools import cache
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, textured_photo
+from conftest import REPO, grainy_gradient, textured_photo
 from PIL import Image
 
 from cropnet.images import load_image
@@ -513,3 +513,14 @@ def test_shift_energies_at_two_sides_equal_each_alone():
     for alone, together in zip([least_shift_energy(image, 16), least_shift_energy(image, 32)],
                                shift_energies(image, (16, 32)), strict=True):
         assert np.array_equal(alone, together)
+
+
+def test_exact_pairs_turn_down_a_crop_that_fits_only_within_jpeg_noise():
+    original = grainy_gradient(1, 4)
+    same_scene = grainy_gradient(2, 4)[50:170, 80:260]  # the same ramp, other grain: not the original's pixels
+    loose = match_pair(original, same_scene)
+    assert loose.paired and loose.ambiguous  # within what JPEG could have done, and nothing pins it
+    assert not match_pair(original, same_scene, exact=True).paired  # two lossless files: it differs by RMS ~5.7
+    true_crop = original[50:170, 80:260]
+    found = match_pair(original, true_crop, exact=True)
+    assert (found.paired, found.swapped, found.top_left) == (True, False, (80, 50))
