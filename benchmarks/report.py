@@ -74,7 +74,7 @@ def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: lis
     rows = joined(results, truth, method, main, only)
     tiny_rows = joined(results, truth, method, tiny, only)
     if leave_out:
-        rows, tiny_rows = ([r for r in group if not left_out(r[0], leave_out)] for group in (rows, tiny_rows))
+        rows, tiny_rows = ([r for r in group if not is_left_out(r[0], leave_out)] for group in (rows, tiny_rows))
     categories = {
         "all pairs": tally(rows),
         "true crops found": tally([r for r in rows if r[0]["kind"] == "positive"]),
@@ -96,11 +96,13 @@ def accuracy(results: dict, truth: dict, method: str, main: list[str], tiny: lis
     return {"categories": categories, "corners": corners}
 
 
-def left_out(entry: dict, leave_out: str) -> bool:
-    """Whether `accuracy(..., leave_out)` leaves this pair (a manifest entry) out."""
+def is_left_out(entry: dict, leave_out: str) -> bool:
+    """Whether `accuracy(..., leave_out)` leaves this pair (a manifest entry) out: "flat" or "crops"."""
+    if leave_out not in ("flat", "crops"):
+        raise ValueError(f"leave_out is 'flat' or 'crops', not {leave_out!r}")
     if entry.get("flat_crop"):
         return True
-    rms = entry.get("crop_rms")
+    rms = entry.get("crop_rms")  # None for true crops, and in manifests written before it was measured
     return leave_out == "crops" and rms is not None and rms <= WITHIN_ROUNDING
 
 

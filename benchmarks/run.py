@@ -173,7 +173,7 @@ def evaluate_bars(summary: dict, model_mb: float) -> list[str]:
                          f"bar > 10×: {verdict(speedup > 10)}")
         for key, which in (("accuracy_against_references", "all pairs"),
                            ("accuracy_against_references_textured", "pairs whose crop is not one flat colour"),
-                           ("accuracy_against_references_distinct",
+                           ("accuracy_against_references_no_crop_negatives",
                             f"pairs whose crop is not one flat colour nor, for a negative, a crop within rounding "
                             f"(RMS <= {WITHIN_ROUNDING:g} grey level at some offset before encoding)")):
             worse = [] if key in summary else ["no reference ran"]
@@ -244,7 +244,7 @@ def summarize(results: dict, truth: dict, specs: tuple[PairSpec, ...], methods: 
         # without the negatives that are, before encoding, a crop within rounding too.
         for key, leave_out in (("accuracy_against_references", None),
                                ("accuracy_against_references_textured", "flat"),
-                               ("accuracy_against_references_distinct", "crops")):
+                               ("accuracy_against_references_no_crop_negatives", "crops")):
             summary[key] = {}
             for reference in ("template", "sift"):
                 if reference in methods:

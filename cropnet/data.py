@@ -45,8 +45,9 @@ class Pair:
     # but "other": the spot a matcher is drawn to (past the border, of a resized or a mirrored
     # region). The refining stage is trained around it, as it will meet it.
     source: tuple[int, int] | None = None
-    # The original and the crop before either was re-encoded: whether a "negative" is, pixel for pixel, a crop
-    # after all (the benchmark asks, of a smooth photo's resized or past-the-border crop).
+    # (original, crop) before either was re-encoded, in that order whichever of a and b each is: whether a
+    # "negative" is, pixel for pixel, a crop after all (the benchmark asks, of a smooth photo's resized or
+    # past-the-border crop).
     unencoded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property

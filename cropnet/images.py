@@ -179,17 +179,19 @@ def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return (height, width) if exif_orientation(image) in QUARTER_TURNS else (width, height)
 
 
-def exact_pixels(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """"colour" or "grey" when the file keeps its pixels exactly (an 8-bit PNG without a palette), else None.
+def is_lossless(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
+    """Whether the file keeps its 8-bit pixels exactly: a PNG without a palette, colour or grey.
 
-    Two such files of the same kind hold a crop's pixels as they are: verification then asks the whole
-    crop to match within rounding, not within JPEG noise (`VerifyConfig.exact_max_residual`). A palette
-    PNG is left out: quantising a photo to 256 colours moves its pixels.
+    Two such files hold a crop's pixels as they are (its luma within rounding, whichever of them is
+    grey): verification then asks the whole crop to match within rounding, not only within JPEG noise
+    (`VerifyConfig.exact_max_residual`). Left out: a palette PNG (quantising a photo to 256 colours
+    moves its pixels) and a 16-bit one (brought to 8 bits by whichever rounding the program that made
+    the other file chose).
     """
     with open_image(path, max_pixels) as image:
-        if image.format != "PNG":
-            return None
-        return "colour" if image.mode in ("RGB", "RGBA") else "grey" if image.mode in ("L", "LA") else None
+        raw_modes = {tile.args for tile in image.tile if isinstance(tile.args, str)}
+        return (image.format == "PNG" and image.mode in ("RGB", "RGBA", "L", "LA")
+                and not any(";16" in raw_mode for raw_mode in raw_modes))
 
 
 def is_jpeg(path: str | os.PathLike) -> bool:

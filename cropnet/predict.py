@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, exact_pixels, image_size, is_jpeg, load_grey_and_view, load_image
+from .images import DEFAULT_MAX_PIXELS, image_size, is_jpeg, is_lossless, load_grey_and_view, load_image
 from .verify import PreparedCrop, VerifyConfig, match_pair
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
@@ -449,8 +449,8 @@ class Predictor:
     def predict_many(self, pairs: list[tuple[str, str]], max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator:
         """Answers for many pairs of files, in order: a Prediction, or the exception that pair raised.
 
-        Each pair's files are read (decoded, and the crop prepared) on a thread of
-        their own while the pair before is answered, so a batch keeps both cores busy.
+        Pairs' files are read (decoded, and the crop prepared) on a thread of their own, up to
+        `READ_AHEAD` pairs ahead of the one being answered, so a batch keeps both cores busy.
         """
         if not pairs:
             return
@@ -476,8 +476,7 @@ class Predictor:
         reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
         names = (str(path_a), str(path_b))
         sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
-        kinds = exact_pixels(path_a, max_pixels), exact_pixels(path_b, max_pixels)
-        exact = kinds[0] is not None and kinds[0] == kinds[1]  # two lossless files, both colour or both grey
+        exact = is_lossless(path_a, max_pixels) and is_lossless(path_b, max_pixels)
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
             return LoadedPair(names, a, b, prepared, exact=exact)
@@ -523,7 +522,7 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
-    exact: bool = False  # both files keep their pixels exactly (`images.exact_pixels`, same kind)
+    exact: bool = False  # both files keep their pixels exactly (`images.is_lossless`)
 
 
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:
@@ -535,26 +534,30 @@ def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | No
 
 
 def configure_malloc(keep_freed: bool = True) -> None:
-    """Tell glibc's malloc how this program uses memory, before any thread starts. A no-op elsewhere.
+    """Tell glibc's malloc how this program uses memory (a no-op elsewhere). It holds for the whole
+    process, from the first `Predictor` on, and is not undone.
 
     - One heap arena for every thread (M_ARENA_MAX): glibc gives each thread an arena of its
       own, and each keeps the large buffers it freed. On the benchmark's 12-megapixel pairs,
       classic's work memory was 224 MB with an arena per thread and 148-181 MB with one, at the
       same speed.
-    - With `keep_freed`: buffers up to 32 MB (a 12-megapixel grey image, a float copy of a
-      crop's region) come from that heap and stay there when freed (M_MMAP_THRESHOLD,
-      M_TRIM_THRESHOLD). By default glibc maps such buffers fresh and unmaps them when freed, so
-      every pair paid the kernel's page faults again for the same few sizes of buffer. On the
-      benchmark's 12-megapixel set (24 pairs, a fresh process): 120,000-180,000 page faults
-      before, 24,000-32,000 after, and classic's work memory 131-139 MB before, 134-149 MB after,
-      in runs taking turns (docs/speed.md, 18). 32 MB and 512 MB measured the same.
+    - With `keep_freed` (the first classic or hybrid `Predictor`): buffers up to 32 MB (a
+      12-megapixel grey image, a pyramid level) come from that heap and stay there when freed
+      (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). By default glibc maps such buffers fresh and unmaps
+      them when freed, so every pair paid the kernel's page faults again for the same few sizes
+      of buffer. On the benchmark's 12-megapixel set (24 pairs, a fresh process): 120,000-180,000
+      page faults before, 24,000-32,000 after; classic's work memory 131-139 MB before, 134-145 MB
+      after, in three runs taking turns (docs/speed.md, 18). 32 MB and 512 MB measured the same.
       (Returning every buffer over 1 MB at once instead saved 20 MB and cost 20% of the time.)
-      Not for `net`, which decodes no full-size image: its work memory on that set grew from
-      171-174 MB to 183-187 MB with it, for no gain in time.
+      Not asked by `net`, which decodes no full-size image: alone in a process, its work memory on
+      that set grew from 171-174 MB to 183-187 MB with it, for no gain in time.
     """
+    global MALLOC_KEEPS_FREED
     import ctypes
     import ctypes.util
 
+    if MALLOC_KEEPS_FREED or (MALLOC_KEEPS_FREED is False and not keep_freed):
+        return  # already as asked
     # From glibc's malloc.h.
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
     try:
@@ -565,6 +568,10 @@ def configure_malloc(keep_freed: bool = True) -> None:
             mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError, TypeError):
         pass
+    MALLOC_KEEPS_FREED = keep_freed
+
+
+MALLOC_KEEPS_FREED: bool | None = None  # what `configure_malloc` set in this process (None: not called yet)
 
 
 def network_scales(sizes: tuple, input_size: int, fit: str) -> tuple[float, float]:

@@ -142,7 +142,7 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
         before the whole image (see `locate`).
     prepared : a `PreparedCrop` of grey `a` or `b` (the very array passed), reused in the
         order where that image is the crop.
-    exact : both images hold their pixels exactly (lossless files, see `images.exact_pixels`):
+    exact : both images hold their pixels exactly (lossless files, see `images.is_lossless`):
         the crop must also match within `config.exact_max_residual` as a whole.
 
     Returns
@@ -512,7 +512,8 @@ def block_means(image: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
     factor_y, factor_x = factors
     if image.dtype != np.uint8 or image.shape[0] < factor_y or image.shape[1] < factor_x:
         return box_mean(image.astype(np.float32, copy=False), factors)
-    rows, cols = max(1, image.shape[0] // factor_y), max(1, image.shape[1] // factor_x)
+    assert factor_y <= 257, "16-bit row sums hold up to 257 rows of 255"
+    rows, cols = image.shape[0] // factor_y, image.shape[1] // factor_x
     whole = image[:rows * factor_y, :cols * factor_x]
     row_sums = whole[0::factor_y].astype(np.uint16)  # (rows, width): at most 255 x factor_y
     for offset in range(1, factor_y):
