@@ -5,7 +5,7 @@ so `predict --method classic` starts and answers quickly.
 
 How `locate(original, crop)` works (details and measurements: docs/verification.md):
 
-1. Coarse search. Both images are shrunk by a power of two (at most 8) that leaves
+1. Coarse search. Both images are shrunk by a power of two (at most 4) that leaves
    the crop at least `coarse_min_side` px, and `cv2.matchTemplate` with squared
    differences (TM_SQDIFF) scores every offset. The best `coarse_candidates`
    minima are kept, each a few px from the others: smooth ramps, straight edges
@@ -49,7 +49,10 @@ class VerifyConfig:
     """Search and decision parameters (chosen with `scripts/calibrate_verify.py`, see docs/verification.md)."""
 
     coarse_min_side: int = 24  # px the crop keeps at the coarse scale
-    coarse_max_factor: int = 8  # ... reduced by at most this: coarser, smooth photos leave the minimum too broad
+    # ... reduced by at most this. Coarser, smooth photos left the minimum too broad (at 16); at 8, a finely
+    # textured crop whose offset is not a multiple of 8 could lose its minimum to the half-pixel misalignment
+    # of its coarse pixels (2 of 300 true crops of the training photos at 2,000 px; none at 4).
+    coarse_max_factor: int = 4
     coarse_candidates: int = 16  # minima of the coarse search that are refined
     coarse_spacing: int = 3  # coarse px between two kept minima
     prune_factor: float = 4.0  # a minimum followed further must be within this times the best one's residual
