@@ -476,7 +476,8 @@ class Predictor:
         reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
         names = (str(path_a), str(path_b))
         sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
-        exact = is_lossless(path_a, max_pixels) and is_lossless(path_b, max_pixels)
+        # Verification (classic, hybrid) holds two lossless files to rounding; net has no use for it.
+        exact = self.method != "net" and is_lossless(path_a, max_pixels) and is_lossless(path_b, max_pixels)
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
             return LoadedPair(names, a, b, prepared, exact=exact)
