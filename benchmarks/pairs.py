@@ -161,6 +161,13 @@ def crop_rms(original: np.ndarray, crop: np.ndarray) -> float | None:
     return float(np.sqrt(max(0.0, float(squared.min())) / crop.size))
 
 
+def within_rounding(entry: dict) -> bool:
+    """Whether a manifest entry is a negative within rounding of a crop (`crop_rms`, `WITHIN_ROUNDING`);
+    False for true crops and for manifests written before it was measured."""
+    rms = entry.get("crop_rms")
+    return rms is not None and rms <= WITHIN_ROUNDING
+
+
 def read_manifest(path: Path) -> dict:
     """The manifest with the image names turned into full paths."""
     manifest = json.loads(path.read_text())

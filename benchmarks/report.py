@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 from methods import CROPNET_METHODS, DECODERS, LABELS
-from pairs import WITHIN_ROUNDING
+from pairs import WITHIN_ROUNDING, within_rounding
 
 QUALITY_BANDS = ("q25-44", "q45-69", "q70-95", "lossless")
 NEGATIVE_KINDS = ("other", "flip", "border", "resized")
@@ -100,10 +100,7 @@ def is_left_out(entry: dict, leave_out: str) -> bool:
     """Whether `accuracy(..., leave_out)` leaves this pair (a manifest entry) out: "flat" or "crops"."""
     if leave_out not in ("flat", "crops"):
         raise ValueError(f"leave_out is 'flat' or 'crops', not {leave_out!r}")
-    if entry.get("flat_crop"):
-        return True
-    rms = entry.get("crop_rms")  # None for true crops, and in manifests written before it was measured
-    return leave_out == "crops" and rms is not None and rms <= WITHIN_ROUNDING
+    return bool(entry.get("flat_crop")) or (leave_out == "crops" and within_rounding(entry))
 
 
 def slope(results: dict, specs: list[dict], method: str) -> dict | None:

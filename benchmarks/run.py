@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import report
 from methods import CROPNET_METHODS, DECODERS, METHODS
-from pairs import WITHIN_ROUNDING, PairSpec, build_pairs, read_manifest, usable_photos
+from pairs import WITHIN_ROUNDING, PairSpec, build_pairs, read_manifest, usable_photos, within_rounding
 
 from cropnet.images import find_images
 
@@ -255,8 +255,7 @@ def summarize(results: dict, truth: dict, specs: tuple[PairSpec, ...], methods: 
                     summary[key][reference] = {c: (ours[c], theirs[c]) for c in ours if ours[c]["n"]}
     summary["negatives_within_rounding"] = [
         {"set": name, "index": p["index"], "kind": p["kind"], "crop_rms": p["crop_rms"]}
-        for name, pairs in truth.items() for p in pairs
-        if p.get("crop_rms") is not None and p["crop_rms"] <= WITHIN_ROUNDING]
+        for name, pairs in truth.items() for p in pairs if within_rounding(p)]
     summary["slopes"] = {m: report.slope(results, [s for s in spec_dicts if not s["tiny"]], m) for m in methods}
     return summary
 

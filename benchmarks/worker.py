@@ -67,8 +67,8 @@ def answer_set(answer, manifest_path: Path, limit: int | None) -> dict:
     reset_peak()
     baseline = memory_kb("VmRSS")
     answer(pairs[0]["path_a"], pairs[0]["path_b"])  # warm-up, untimed
-    # What the first pair left resident: for the network, torch's one-off state (oneDNN's kernels for
-    # each shape, thread pools); reported beside the work memory, which still counts it.
+    # What the first pair left resident (for net, most of its work memory: docs/speed.md, "net's memory");
+    # reported beside the work memory, which still counts it.
     warmed = memory_kb("VmRSS")
     results = []
     if hasattr(answer, "many"):

@@ -172,8 +172,8 @@ def compare_methods(predictors: dict, photos: list[np.ndarray], *, pairs: int, s
         }
         for name, predictor in predictors.items():
             started = time.perf_counter()
-            # Both images kept lossless by the synthesizer: as two PNG files would be (`images.is_lossless`).
-            answer = predictor.predict_arrays(pair.a, pair.b, exact=pair.quality == (None, None))
+            # Both images kept lossless by the synthesizer: as two PNG files would be (`images.ImageHeader`).
+            answer = predictor.predict_arrays(pair.a, pair.b, lossless=pair.quality == (None, None))
             record["answers"][name] = {"paired": answer.paired, "swapped": answer.swapped,
                                        "top_left": answer.top_left, "ambiguous": answer.ambiguous,
                                        "searched": answer.searched, "seconds": time.perf_counter() - started}

@@ -17,6 +17,7 @@ import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -168,30 +169,34 @@ def exif_orientation(image: Image.Image) -> int:
     return image.getexif().get(ExifTags.Base.Orientation, 1)
 
 
-def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF orientation applied), from the header alone: nothing is decoded."""
+class ImageHeader(NamedTuple):
+    """What a file's header tells, nothing decoded."""
+
+    size: tuple[int, int]  # (width, height) as displayed, EXIF orientation applied
+    # The file keeps its 8-bit pixels exactly: a PNG without a palette, colour or grey. Two such files hold a
+    # crop's pixels as they are (its luma within rounding, whichever of them is grey): verification then asks
+    # the whole crop to match within rounding, not only within JPEG noise (`VerifyConfig.lossless`). Left
+    # out: a palette PNG (quantising a photo to 256 colours moves its pixels) and a 16-bit one (brought to 8
+    # bits by whichever rounding the program that made the other file chose).
+    lossless: bool
+
+
+def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """The file's `ImageHeader`, from one read of its header."""
     with open_image(path, max_pixels) as image:
         width, height = image.size
+        raw_modes = {tile.args for tile in image.tile if isinstance(tile.args, str)}
+        lossless = (image.format == "PNG" and image.mode in ("RGB", "RGBA", "L", "LA")
+                    and not any(";16" in raw_mode for raw_mode in raw_modes))
         # Pillow's getexif() on a PNG decodes all its pixels to look for an eXIf chunk after them (300 ms
         # for a 12-megapixel PNG): the header answers only for a chunk before them, the usual place.
-        if image.format == "PNG" and "exif" not in image.info:
-            return width, height
-        return (height, width) if exif_orientation(image) in QUARTER_TURNS else (width, height)
+        turned = not (image.format == "PNG" and "exif" not in image.info) and exif_orientation(image) in QUARTER_TURNS
+        return ImageHeader((height, width) if turned else (width, height), lossless)
 
 
-def is_lossless(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
-    """Whether the file keeps its 8-bit pixels exactly: a PNG without a palette, colour or grey.
-
-    Two such files hold a crop's pixels as they are (its luma within rounding, whichever of them is
-    grey): verification then asks the whole crop to match within rounding, not only within JPEG noise
-    (`VerifyConfig.exact_max_residual`). Left out: a palette PNG (quantising a photo to 256 colours
-    moves its pixels) and a 16-bit one (brought to 8 bits by whichever rounding the program that made
-    the other file chose).
-    """
-    with open_image(path, max_pixels) as image:
-        raw_modes = {tile.args for tile in image.tile if isinstance(tile.args, str)}
-        return (image.format == "PNG" and image.mode in ("RGB", "RGBA", "L", "LA")
-                and not any(";16" in raw_mode for raw_mode in raw_modes))
+def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied), from the header alone: nothing is decoded."""
+    return image_header(path, max_pixels).size
 
 
 def is_jpeg(path: str | os.PathLike) -> bool:

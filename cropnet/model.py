@@ -545,9 +545,9 @@ def inside_fit(regions: torch.Tensor, crops: torch.Tensor,
     flat, the refining stage's corner patches can settle tens of px off; every pixel of the crop together
     rarely does."""
     residual, _, crop_valid, possible = placed_residuals(regions, crops)
-    residual = (residual + (image_cover(regions, crop_valid, possible) < min_cover) * NO_FIT).flatten(1)
-    least, best = residual.min(1)
-    width = regions.shape[-1] - crops.shape[-1] + 1
+    residual = residual + (image_cover(regions, crop_valid, possible) < min_cover) * NO_FIT  # (B, o, o)
+    least, best = residual.flatten(1).min(1)
+    width = residual.shape[-1]
     places = torch.stack([best % width, torch.div(best, width, rounding_mode="floor")], 1)
     logs = torch.log(least.clamp(min=0, max=1e2) + 1e-4)
     return places, torch.where(least < NO_FIT, logs, torch.inf)  # no fit, here or in placed_residuals

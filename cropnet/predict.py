@@ -13,7 +13,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, image_size, is_jpeg, is_lossless, load_grey_and_view, load_image
+from .images import DEFAULT_MAX_PIXELS, image_header, is_jpeg, load_grey_and_view, load_image
 from .verify import PreparedCrop, VerifyConfig, match_pair
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
@@ -158,14 +158,16 @@ PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around th
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
                     verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None,
-                    exact: bool = False) -> Prediction:
+                    lossless: bool = False) -> Prediction:
     """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
 
     With a network `proposal` (hybrid), its order is tried first and the search
     starts around its corner; the decision still comes from verification.
     `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
-    `exact`: both came from lossless files (see `verify.match_pair`).
+    `lossless`: both came from lossless files (`images.ImageHeader`), so `VerifyConfig.lossless` holds.
     """
+    if lossless:
+        verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
     if proposal is not None:
         prefer_swapped = proposal.swapped
@@ -175,8 +177,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             # The network's corner is rough (median error about a sixth of the side): search a wide window.
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
-    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared,
-                       exact=exact)
+    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
     scores["verification"] = match.score
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
                       "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
@@ -214,13 +215,13 @@ class Predictor:
                 # a forward pass with torch's default 2 threads took 3 to 5 times as long as with 1).
                 torch.set_num_threads(max(1, torch.get_num_threads() - 2))
 
-    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b"), exact: bool = False) -> Prediction:
-        """The answer for two decoded images; `exact`: both came from lossless files (see `verify.match_pair`)."""
+    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b"), lossless: bool = False) -> Prediction:
+        """The answer for two decoded images; `lossless`: both came from lossless files (see `predict_classic`)."""
         if self.method == "classic":
-            return predict_classic(a, b, names, exact=exact)
+            return predict_classic(a, b, names, lossless=lossless)
         proposal = self.propose(a, b)
         if self.method == "hybrid":
-            return predict_classic(a, b, names, proposal=proposal, exact=exact)
+            return predict_classic(a, b, names, proposal=proposal, lossless=lossless)
         return net_answer(self.refine(proposal, a, b), names)
 
     def propose(self, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
@@ -475,12 +476,12 @@ class Predictor:
         """Read two files as this method needs them: grey at full size for verification (classic, hybrid),
         reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
         names = (str(path_a), str(path_b))
-        sizes = image_size(path_a, max_pixels), image_size(path_b, max_pixels)  # bad files fail here, a's first
-        # Verification (classic, hybrid) holds two lossless files to rounding; net has no use for it.
-        exact = self.method != "net" and is_lossless(path_a, max_pixels) and is_lossless(path_b, max_pixels)
+        headers = image_header(path_a, max_pixels), image_header(path_b, max_pixels)  # bad files fail here, a's first
+        sizes = tuple(header.size for header in headers)
+        lossless = all(header.lossless for header in headers)  # verification holds such a pair to rounding
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-            return LoadedPair(names, a, b, prepared, exact=exact)
+            return LoadedPair(names, a, b, prepared, lossless=lossless)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -500,17 +501,17 @@ class Predictor:
                                                 view_scales=from_decode)
         view = tuple(made_view if future is None else future.result()
                      for future, made_view in zip(separate, made, strict=True))
-        return LoadedPair(names, a, b, prepared, view, sizes, exact)
+        return LoadedPair(names, a, b, prepared, view, sizes, lossless)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
         if self.method == "classic":
-            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, exact=pair.exact)
+            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, lossless=pair.lossless)
         proposal = self.propose(*pair.view, pair.sizes)
         if self.method == "net":
             return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
         return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared,
-                               exact=pair.exact)
+                               lossless=pair.lossless)
 
 
 @dataclass
@@ -523,7 +524,7 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
-    exact: bool = False  # both files keep their pixels exactly (`images.is_lossless`)
+    lossless: bool = False  # both files keep their pixels exactly (`images.ImageHeader.lossless`)
 
 
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:
@@ -553,13 +554,11 @@ def configure_malloc(keep_freed: bool = True) -> None:
       Not asked by `net`, which decodes no full-size image: alone in a process, its work memory on
       that set grew from 171-174 MB to 183-187 MB with it, for no gain in time.
     """
-    global MALLOC_KEEPS_FREED
     import ctypes
     import ctypes.util
 
-    if MALLOC_KEEPS_FREED or (MALLOC_KEEPS_FREED is False and not keep_freed):
-        return  # already as asked
-    # From glibc's malloc.h.
+    # From glibc's malloc.h. Each call only sets values: calling again (another Predictor) changes nothing
+    # already set, and `keep_freed=False` undoes nothing.
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
@@ -569,10 +568,6 @@ def configure_malloc(keep_freed: bool = True) -> None:
             mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError, TypeError):
         pass
-    MALLOC_KEEPS_FREED = keep_freed
-
-
-MALLOC_KEEPS_FREED: bool | None = None  # what `configure_malloc` set in this process (None: not called yet)
 
 
 def network_scales(sizes: tuple, input_size: int, fit: str) -> tuple[float, float]:

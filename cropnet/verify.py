@@ -76,9 +76,11 @@ class VerifyConfig:
     give_up_levels: int = 2  # ... nor refined to the last this many levels (see `search`)
     # ... in a hint's window: a true offset is found again by the full search that follows
     window_give_up_share: float = 0.9
-    # Mean squared grey levels (RMS 3) by which the whole crop may differ from the original at the offset when
-    # both files keep their pixels exactly (`match_pair(..., exact=True)`): a true crop then differs by 0, or
-    # by a level or two where another decoder made one of the files from a JPEG.
+    # Both images came from files that keep their pixels exactly (`images.ImageHeader.lossless`; a property
+    # of the pair, set by the caller): an offset that passes must then also fit the whole crop within this
+    # mean squared residual (RMS 3): a true crop differs by 0, or by a level or two where another decoder
+    # made one of the files from a JPEG.
+    lossless: bool = False
     exact_max_residual: float = 9.0
 
 
@@ -134,7 +136,7 @@ def same_depth(original: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.n
 
 def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig(),
                prefer_swapped: bool | None = None, hint: tuple[int, int, int] | None = None,
-               prepared: PreparedCrop | None = None, exact: bool = False) -> PairMatch:
+               prepared: PreparedCrop | None = None) -> PairMatch:
     """Is `b` a crop of `a` or `a` a crop of `b`? Both orders a size allows are searched.
 
     Parameters
@@ -145,8 +147,6 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
         before the whole image (see `locate`).
     prepared : a `PreparedCrop` of grey `a` or `b` (the very array passed), reused in the
         order where that image is the crop.
-    exact : both images hold their pixels exactly (lossless files, see `images.is_lossless`):
-        the crop must also match within `config.exact_max_residual` as a whole.
 
     Returns
     -------
@@ -169,7 +169,7 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
         orders.sort(key=lambda order: order[0] != prefer_swapped)
     best = None
     for index, (swapped, original, crop) in enumerate(orders):
-        match = locate(original, crop, config, hint=hint if index == 0 else None, prepared=prepared, exact=exact)
+        match = locate(original, crop, config, hint=hint if index == 0 else None, prepared=prepared)
         if match.found:
             return PairMatch(True, swapped, match.top_left, match.score, match.ambiguous, match.candidates,
                              match.searched)
@@ -179,8 +179,7 @@ def match_pair(a: np.ndarray, b: np.ndarray, config: VerifyConfig = VerifyConfig
 
 
 def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = VerifyConfig(),
-           hint: tuple[int, int, int] | None = None, prepared: PreparedCrop | None = None,
-           exact: bool = False) -> Match:
+           hint: tuple[int, int, int] | None = None, prepared: PreparedCrop | None = None) -> Match:
     """Find `crop` in `original` at an integer offset and verify it at full resolution.
 
     Parameters
@@ -191,7 +190,6 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
         first, and the whole original only if nothing there verifies.
     prepared : `PreparedCrop(crop)`, when the caller built it already (for instance
         while the original was still being decoded).
-    exact : see `match_pair`.
 
     Returns
     -------
@@ -215,15 +213,15 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
         prepared = PreparedCrop(crop, config)  # what search and verification need from the crop, computed once
     tests = prepared.tests
     if crop.shape == original.shape:
-        return verify_candidates(original, tests, [(0, 0, 0.0)], config, exact=exact)
+        return verify_candidates(original, tests, [(0, 0, 0.0)], config)
     if hint is not None:
         share = config.window_give_up_share
         match = verify_candidates(original, tests, search(original, prepared, config, window=hint, give_up_share=share),
-                                  config, give_up_share=share, exact=exact)
+                                  config, give_up_share=share)
         if match.found:
             match.searched = "proposal"
             return match
-    return verify_candidates(original, tests, search(original, prepared, config), config, exact=exact)
+    return verify_candidates(original, tests, search(original, prepared, config), config)
 
 
 # ---------------------------------------------------------------- search
@@ -830,7 +828,7 @@ class Evidence:
 
 
 def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[tuple[int, int, float]],
-                      config: VerifyConfig, give_up_share: float | None = None, exact: bool = False) -> Match:
+                      config: VerifyConfig, give_up_share: float | None = None) -> Match:
     """Verify candidates, best first, tile by tile at full resolution.
 
     Two tests per tile. Every tile's residual, averaged over 4 x 4 blocks, must
@@ -848,7 +846,7 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
     (too flat to pin down, ambiguous whatever else fits), they are not: `candidates`
     is then 1.
 
-    With `exact` (both files lossless), an offset that passes must also fit as a whole within
+    With `config.lossless` (both files lossless), an offset that passes must also fit as a whole within
     `config.exact_max_residual`: the tests above forgive what JPEG changes, which two lossless
     files do not need, and a smooth crop of another picture can fit a smooth region within them.
     """
@@ -862,7 +860,7 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
             break
         evidence = tests.measure(original, x, y, give_up_share)
         passed, score = evidence.passes(config)
-        if passed and exact:
+        if passed and config.lossless:
             passed = whole_residual(original, tests.crop, evidence.x, evidence.y) <= config.exact_max_residual
         if passed:
             if not verified:

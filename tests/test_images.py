@@ -4,7 +4,7 @@ from conftest import textured_photo
 from PIL import Image
 
 from cropnet.errors import ImageError
-from cropnet.images import MIN_SIDE, find_images, is_jpeg, is_lossless, load_grey_and_view, load_image, shrink
+from cropnet.images import MIN_SIDE, find_images, image_header, is_jpeg, load_grey_and_view, load_image, shrink
 
 
 def test_jpeg_and_png_load_as_rgb(tmp_path):
@@ -153,5 +153,5 @@ def test_only_8_bit_pngs_without_a_palette_count_as_lossless(tmp_path):
     Image.fromarray(wide[:, :, 0]).save(tmp_path / "grey16.png")
     names = ("colour.png", "alpha.png", "grey.png", "grey-alpha.png", "palette.png", "photo.jpg", "colour16.png",
              "grey16.png")
-    assert [name for name in names if is_lossless(tmp_path / name)] == ["colour.png", "alpha.png", "grey.png",
+    assert [name for name in names if image_header(tmp_path / name).lossless] == ["colour.png", "alpha.png", "grey.png",
                                                                         "grey-alpha.png"]

@@ -205,7 +205,7 @@ def test_the_whole_crops_place_over_the_whole_original_is_the_crops_corner(pair_
     anywhere = Proposal(False, False, (0, 0), 0.1, 0.1)
     corner, residual = predictor.whole_crop_place(anywhere, original, crop, None)
     assert corner == (123, 45)
-    mirrored_corner, mirrored_residual = predictor.whole_crop_place(anywhere, original, crop, None, mirrored=True)
+    _, mirrored_residual = predictor.whole_crop_place(anywhere, original, crop, None, mirrored=True)
     assert mirrored_residual > residual + 2
 
 

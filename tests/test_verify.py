@@ -520,7 +520,8 @@ def test_exact_pairs_turn_down_a_crop_that_fits_only_within_jpeg_noise():
     same_scene = grainy_gradient(2, 4)[50:170, 80:260]  # the same ramp, other grain: not the original's pixels
     loose = match_pair(original, same_scene)
     assert loose.paired and loose.ambiguous  # within what JPEG could have done, and nothing pins it
-    assert not match_pair(original, same_scene, exact=True).paired  # two lossless files: it differs by RMS ~5.7
+    lossless = VerifyConfig(lossless=True)  # two lossless files
+    assert not match_pair(original, same_scene, lossless).paired  # it differs by RMS ~5.7
     true_crop = original[50:170, 80:260]
-    found = match_pair(original, true_crop, exact=True)
+    found = match_pair(original, true_crop, lossless)
     assert (found.paired, found.swapped, found.top_left) == (True, False, (80, 50))
