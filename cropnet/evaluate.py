@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .config import PAIR_KINDS, SynthConfig
 from .data import PairDataset
 from .geometry import apply_size_rule
+from .images import ImageHeader
 
 # What PairTransform gives besides the image, carried through to the metrics.
 TARGET_KEYS = ("paired", "swapped", "top_left", "kind", "original_size", "size_a", "size_b")
@@ -172,13 +173,20 @@ def compare_methods(predictors: dict, photos: list[np.ndarray], *, pairs: int, s
         }
         for name, predictor in predictors.items():
             started = time.perf_counter()
-            # Both images kept lossless by the synthesizer: as two PNG files would be (`images.ImageHeader`).
-            answer = predictor.predict_arrays(pair.a, pair.b, lossless=pair.quality == (None, None))
+            answer = predictor.predict_arrays(pair.a, pair.b, headers=pair_headers(pair))
             record["answers"][name] = {"paired": answer.paired, "swapped": answer.swapped,
                                        "top_left": answer.top_left, "ambiguous": answer.ambiguous,
                                        "searched": answer.searched, "seconds": time.perf_counter() - started}
         records.append(record)
     return records
+
+
+def pair_headers(pair) -> tuple[ImageHeader, ImageHeader] | None:
+    """What the files' headers would say of a synthesized pair: two PNGs where the synthesizer kept both
+    images lossless (`images.ImageHeader`), else nothing."""
+    if pair.quality != (None, None):
+        return None
+    return tuple(ImageHeader(image.shape[1::-1], lossless=True) for image in (pair.a, pair.b))
 
 
 def summarize_answers(records: list[dict], method: str) -> dict:

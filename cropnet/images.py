@@ -179,6 +179,10 @@ class ImageHeader(NamedTuple):
     # out: a palette PNG (quantising a photo to 256 colours moves its pixels) and a 16-bit one (brought to 8
     # bits by whichever rounding the program that made the other file chose).
     lossless: bool
+    # A JPEG's luma quantization table (64 steps, row by row) where its decoded luma is that table's blocks
+    # as stored: not turned by EXIF, luma at full resolution, colour kept as YCbCr or grey. Else None.
+    # `quantization.encoding_gap` reads it.
+    luma_table: tuple[int, ...] | None = None
 
 
 def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
@@ -190,8 +194,26 @@ def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
                     and not any(";16" in raw_mode for raw_mode in raw_modes))
         # Pillow's getexif() on a PNG decodes all its pixels to look for an eXIf chunk after them (300 ms
         # for a 12-megapixel PNG): the header answers only for a chunk before them, the usual place.
-        turned = not (image.format == "PNG" and "exif" not in image.info) and exif_orientation(image) in QUARTER_TURNS
-        return ImageHeader((height, width) if turned else (width, height), lossless)
+        orientation = 1 if image.format == "PNG" and "exif" not in image.info else exif_orientation(image)
+        turned = orientation in QUARTER_TURNS
+        table = jpeg_luma_table(image) if orientation == 1 else None
+        return ImageHeader((height, width) if turned else (width, height), lossless, table)
+
+
+def jpeg_luma_table(image: Image.Image) -> tuple[int, ...] | None:
+    """The opened JPEG's luma quantization table, when its luma decodes as its blocks were stored (see
+    `ImageHeader.luma_table`); None for any other file."""
+    if image.format != "JPEG" or image.mode not in ("L", "RGB") or image.info.get("adobe_transform") == 0:
+        return None  # CMYK, or RGB stored as it is (no luma channel)
+    layers = getattr(image, "layer", None)
+    tables = getattr(image, "quantization", None)
+    if not layers or not tables:
+        return None
+    _, horizontal, vertical, index = layers[0]
+    if horizontal < max(layer[1] for layer in layers) or vertical < max(layer[2] for layer in layers):
+        return None  # luma subsampled: decoding stretches it, and its blocks no longer sit on an 8-px grid
+    table = tables.get(index)
+    return tuple(int(step) for step in table) if table is not None and len(table) == 64 else None
 
 
 def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, image_header, is_jpeg, load_grey_and_view, load_image
+from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_view, load_image
+from .quantization import encoding_gap, encodings_comparable
 from .verify import PreparedCrop, VerifyConfig, match_pair
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
@@ -158,15 +159,17 @@ PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around th
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
                     verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None,
-                    lossless: bool = False) -> Prediction:
+                    headers: tuple[ImageHeader, ImageHeader] | None = None) -> Prediction:
     """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
 
     With a network `proposal` (hybrid), its order is tried first and the search
     starts around its corner; the decision still comes from verification.
     `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
-    `lossless`: both came from lossless files (`images.ImageHeader`), so `VerifyConfig.lossless` holds.
+    `headers`: what the files' headers say of how they keep their pixels (`images.ImageHeader`). Two
+    lossless files are held to rounding (`VerifyConfig.lossless`); where one is a JPEG, an ambiguous
+    answer must also leave the two files room for one picture (`quantization.encoding_gap`).
     """
-    if lossless:
+    if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
     if proposal is not None:
@@ -179,6 +182,15 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
     scores["verification"] = match.score
+    if match.paired and match.ambiguous and headers and encodings_comparable(headers):
+        # A smooth crop fits within JPEG noise at many places, and so can a smooth negative; whether one
+        # picture can have made both files is evidence the pixels' fit is not (docs/verification.md).
+        (original, original_header), (crop, crop_header) = (((b, headers[1]), (a, headers[0])) if match.swapped
+                                                            else ((a, headers[0]), (b, headers[1])))
+        scores["encoding_gap"] = encoding_gap(original, crop, match.top_left, original_header, crop_header)
+        if scores["encoding_gap"] > verify_config.max_encoding_gap:
+            return Prediction(names[0], names[1], False, None, None, "classic" if proposal is None else "hybrid",
+                              scores, searched=None if proposal is None else match.searched)
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
                       "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
                       searched=None if proposal is None else match.searched)
@@ -215,13 +227,14 @@ class Predictor:
                 # a forward pass with torch's default 2 threads took 3 to 5 times as long as with 1).
                 torch.set_num_threads(max(1, torch.get_num_threads() - 2))
 
-    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b"), lossless: bool = False) -> Prediction:
-        """The answer for two decoded images; `lossless`: both came from lossless files (see `predict_classic`)."""
+    def predict_arrays(self, a: np.ndarray, b: np.ndarray, names=("a", "b"),
+                       headers: tuple[ImageHeader, ImageHeader] | None = None) -> Prediction:
+        """The answer for two decoded images; `headers`: how their files keep them (see `predict_classic`)."""
         if self.method == "classic":
-            return predict_classic(a, b, names, lossless=lossless)
+            return predict_classic(a, b, names, headers=headers)
         proposal = self.propose(a, b)
         if self.method == "hybrid":
-            return predict_classic(a, b, names, proposal=proposal, lossless=lossless)
+            return predict_classic(a, b, names, proposal=proposal, headers=headers)
         return net_answer(self.refine(proposal, a, b), names)
 
     def propose(self, a: np.ndarray, b: np.ndarray, sizes: tuple | None = None) -> Proposal:
@@ -478,10 +491,9 @@ class Predictor:
         names = (str(path_a), str(path_b))
         headers = image_header(path_a, max_pixels), image_header(path_b, max_pixels)  # bad files fail here, a's first
         sizes = tuple(header.size for header in headers)
-        lossless = all(header.lossless for header in headers)  # verification holds such a pair to rounding
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-            return LoadedPair(names, a, b, prepared, lossless=lossless)
+            return LoadedPair(names, a, b, prepared, headers=headers)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -501,17 +513,17 @@ class Predictor:
                                                 view_scales=from_decode)
         view = tuple(made_view if future is None else future.result()
                      for future, made_view in zip(separate, made, strict=True))
-        return LoadedPair(names, a, b, prepared, view, sizes, lossless)
+        return LoadedPair(names, a, b, prepared, view, sizes, headers)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
         if self.method == "classic":
-            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, lossless=pair.lossless)
+            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, headers=pair.headers)
         proposal = self.propose(*pair.view, pair.sizes)
         if self.method == "net":
             return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
         return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared,
-                               lossless=pair.lossless)
+                               headers=pair.headers)
 
 
 @dataclass
@@ -524,7 +536,7 @@ class LoadedPair:
     prepared: PreparedCrop | None = None  # the search's preparation of whichever can be the crop
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
-    lossless: bool = False  # both files keep their pixels exactly (`images.ImageHeader.lossless`)
+    headers: tuple[ImageHeader, ImageHeader] | None = None  # how each file keeps its pixels (see `predict_classic`)
 
 
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:

@@ -82,6 +82,9 @@ class VerifyConfig:
     # made one of the files from a JPEG.
     lossless: bool = False
     exact_max_residual: float = 9.0
+    # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.encoding_gap`) where one of
+    # them is a JPEG; applied by `predict.predict_classic`, which has the files' headers.
+    max_encoding_gap: float = 0.15
 
 
 @dataclass
