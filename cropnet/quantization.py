@@ -22,6 +22,7 @@ luma tables quantize). Measurements: docs/verification.md.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .images import ImageHeader
@@ -135,6 +136,14 @@ def encoding_gap(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, in
         if gap < CONVERGED:
             break
     return gap
+
+
+def step_energy(crop: np.ndarray) -> float:
+    """Mean squared difference between neighbouring pixels, along whichever axis changes more: how far
+    the crop is from smooth. A repeating texture is far from it even when it is flat along one axis."""
+    across = cv2.norm(crop[:, 1:], crop[:, :-1], cv2.NORM_L2SQR) / max(1, crop[:, 1:].size)
+    down = cv2.norm(crop[1:], crop[:-1], cv2.NORM_L2SQR) / max(1, crop[1:].size)
+    return max(across, down)
 
 
 def window_corners(region: np.ndarray, crop: np.ndarray) -> list[tuple[int, int]] | None:

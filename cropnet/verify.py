@@ -83,8 +83,12 @@ class VerifyConfig:
     lossless: bool = False
     exact_max_residual: float = 9.0
     # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.encoding_gap`) where one of
-    # them is a JPEG; applied by `predict.predict_classic`, which has the files' headers.
+    # them is a JPEG; applied by `predict.predict_classic`, which has the files' headers. Only to smooth crops
+    # (`quantization.step_energy` up to `encoding_test_energy`): an ambiguous answer with texture is a
+    # repeating pattern, whose true place may be another repeat, where the gap is large (tiled wallpapers
+    # of the training photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one).
     max_encoding_gap: float = 0.15
+    encoding_test_energy: float = 16.0
 
 
 @dataclass

@@ -8,7 +8,7 @@ from conftest import grainy_gradient, textured_photo
 from PIL import Image
 
 from cropnet.images import ImageHeader, image_header, load_image
-from cropnet.quantization import WHOLE_PIXELS, FileSet, encoding_gap, encodings_comparable, luma_table
+from cropnet.quantization import WHOLE_PIXELS, FileSet, encoding_gap, encodings_comparable, luma_table, step_energy
 from cropnet.verify import VerifyConfig
 
 THRESHOLD = VerifyConfig().max_encoding_gap
@@ -110,3 +110,9 @@ def test_luma_table_is_8_by_8():
     header = ImageHeader((8, 8), False, tuple(range(64)))
     assert luma_table(header).shape == (8, 8) and luma_table(header)[1, 0] == 8
     assert luma_table(ImageHeader((8, 8), True)) is None
+
+
+def test_step_energy_is_the_larger_of_the_two_axes():
+    stripes = np.tile(np.array([0, 10], np.uint8), (20, 10))  # flat down each column, 10 levels across
+    assert step_energy(stripes) == 100 and step_energy(np.ascontiguousarray(stripes.T)) == 100
+    assert step_energy(grainy_gradient(1, 0)) < 1  # a plain ramp
