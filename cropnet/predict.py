@@ -181,8 +181,13 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
-    scores["verification"] = match.score
     gap = answer_encoding_gap(match, a, b, headers, verify_config)
+    if gap is not None and gap > verify_config.max_encoding_gap and match.searched == "proposal":
+        # The window's smooth answer can be another place the crop fits about as well, where its files
+        # disagree: as when nothing in the window verifies, the whole original is searched.
+        match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, prepared=prepared)
+        gap = answer_encoding_gap(match, a, b, headers, verify_config)
+    scores["verification"] = match.score
     if gap is not None:
         scores["encoding_gap"] = gap
         if gap > verify_config.max_encoding_gap:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cropnet.errors import ImageError
 from cropnet.images import image_header, load_image
-from cropnet.predict import Predictor, answer_encoding_gap, network_scales
+from cropnet.predict import Predictor, Proposal, answer_encoding_gap, network_scales, predict_classic
 from cropnet.quantization import step_energy
 from cropnet.verify import PairMatch, VerifyConfig
 
@@ -409,3 +409,24 @@ def test_the_encoding_test_leaves_out_ambiguous_answers_with_texture(tmp_path):
     there = PairMatch(True, False, (40, 30), 1.0, ambiguous=True)
     assert answer_encoding_gap(there, original, crop, headers, every_crop) < 0.01
     assert answer_encoding_gap(replace(there, ambiguous=False), original, crop, headers, every_crop) is None
+
+
+def test_a_window_answer_the_files_disagree_with_sends_hybrid_to_the_full_search(tmp_path):
+    # The network's corner points at a resized copy of the crop's smooth region, far from the true place:
+    # within the window the copy fits within JPEG noise, but its files leave a gap, so the whole original
+    # is searched, as when nothing in the window verifies.
+    field = smooth_field(1)
+    x, y, width, height = 120, 90, 96, 72
+    canvas = np.full((300, 1000), 128, np.float32)
+    canvas[:, :400] = field
+    larger = field[y:y + round(height * 1.06), x:x + round(width * 1.06)]
+    canvas[120:120 + height, 800:800 + width] = cv2.resize(larger, (width, height), interpolation=cv2.INTER_AREA)
+    Image.fromarray(np.rint(canvas).astype(np.uint8)).save(tmp_path / "original.png")
+    Image.fromarray(np.rint(canvas[y:y + height, x:x + width]).astype(np.uint8)).save(tmp_path / "crop.jpg", quality=90)
+    paths = tmp_path / "original.png", tmp_path / "crop.jpg"
+    original, crop = (load_image(path, grey=True) for path in paths)
+    at_the_copy = Proposal(True, False, (800, 120), 0.9, 0.1)
+    pixels_only = predict_classic(original, crop, proposal=at_the_copy)
+    assert pixels_only.searched == "proposal" and pixels_only.top_left == (800, 120)
+    answer = predict_classic(original, crop, proposal=at_the_copy, headers=tuple(map(image_header, paths)))
+    assert (answer.paired, answer.top_left, answer.searched) == (True, (x, y), "full")
