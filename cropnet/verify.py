@@ -10,7 +10,9 @@ How `locate(original, crop)` works (details and measurements: docs/verification.
    differences (TM_SQDIFF) scores every offset. The best `coarse_candidates`
    minima are kept, each a few px from the others: smooth ramps, straight edges
    and repeating patterns give many near-equal minima, and the true one is not
-   always the lowest at a reduced scale.
+   always the lowest at a reduced scale. When nothing verifies and the crop's own
+   place could have lost there (its offset off the coarse grid), every phase of the
+   crop against that grid is searched as well.
 2. Refinement. Each candidate is followed down the scale pyramid, +-2 px at every
    level, by squared differences. Normalised correlation is not used: it slides
    along ramps and edges (an offset 1-30 px off still scores 0.98). Large crops
@@ -223,12 +225,18 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
         return verify_candidates(original, tests, [(0, 0, 0.0)], config)
     if hint is not None:
         share = config.window_give_up_share
-        match = verify_candidates(original, tests, search(original, prepared, config, window=hint, give_up_share=share),
-                                  config, give_up_share=share)
+        candidates, _ = search(original, prepared, config, window=hint, give_up_share=share)
+        match = verify_candidates(original, tests, candidates, config, give_up_share=share)
         if match.found:
             match.searched = "proposal"
             return match
-    return verify_candidates(original, tests, search(original, prepared, config), config)
+    candidates, coarse_best = search(original, prepared, config)
+    match = verify_candidates(original, tests, candidates, config)
+    if not match.found and prepared.phase_spread() > coarse_best:
+        # Off the coarse grid, the crop's own place could have scored worse than the best coarse minimum:
+        # search again with the crop at every phase (see `search`).
+        match = verify_candidates(original, tests, search(original, prepared, config, phased=True)[0], config)
+    return match
 
 
 # ---------------------------------------------------------------- search
@@ -248,6 +256,9 @@ def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
     for _ in range(levels):
         scales.append(half(scales[-1]))
     return scales
+
+
+PHASE_SAMPLE = 256  # px: side of the crop's middle that `PreparedCrop.phase_spread` measures
 
 
 class PreparedCrop:
@@ -270,12 +281,43 @@ class PreparedCrop:
         measured = {0: full_texture, 1: textures[1]}  # levels whose tiles' texture is known already
         self.comparison_tiles = [comparison_tiles(level_crop, config, measured.get(level))
                                  for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
+        self._phase_spread = None
+
+    def phase_spread(self, side: int = PHASE_SAMPLE) -> float:
+        """The most the coarse search's mean squared residual at the crop's own place can be, over the
+        phases its offset can have against the coarse grid: the residual between the crop's coarse
+        pixels and those of the crop moved by 1 to factor - 1 px, at their best whole-pixel alignment.
+        Measured on the middle `side` x `side` px of the crop (computed once; 0 when not reduced)."""
+        if self._phase_spread is None:
+            self._phase_spread = 0.0
+            if self.levels:
+                height, width = self.crop.shape
+                top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+                sample = self.crop[top:top + side, left:left + side]
+                coarse = pyramid(sample, self.levels)[-1].astype(np.float32)
+                for phase_y in range(self.factor):
+                    for phase_x in range(self.factor):
+                        moved = pyramid(sample[phase_y:, phase_x:], self.levels)[-1].astype(np.float32)
+                        rows, cols = moved.shape[0] - 1, moved.shape[1] - 1
+                        residual = min(float(np.mean((coarse[dy:dy + rows, dx:dx + cols] - moved[:rows, :cols]) ** 2))
+                                       for dy in (0, 1) for dx in (0, 1))
+                        self._phase_spread = max(self._phase_spread, residual)
+        return self._phase_spread
 
 
 def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
            window: tuple[int, int, int] | None = None, give_up_share: float | None = None,
-           ) -> list[tuple[int, int, float]]:
-    """Candidate offsets (x, y, mean squared residual) at full resolution, best first.
+           phased: bool = False) -> tuple[list[tuple[int, int, float]], float]:
+    """Candidate offsets (x, y, mean squared residual) at full resolution, best first, and the least
+    mean squared residual of the coarse search.
+
+    `phased`: the coarse search is made with the crop at every phase against the coarse grid (its
+    first 0 to factor - 1 rows and columns left out), each minimum starting where the whole crop
+    would then be. A coarse pixel of a crop whose offset is off that grid mixes other pixels than the
+    original's does: on a fine repeating texture the true offset's coarse residual can then lose to
+    repeats that fall on the grid, and no candidate is the crop's place (tiled wallpapers and ripples
+    of the training photos). It costs factor² coarse searches: `locate` runs it only when nothing
+    else verified and the crop's own `PreparedCrop.phase_spread` could have lost to the best minimum.
 
     Before each of the last `give_up_levels` refinements, candidates that verification would give
     up (`CropTests.plausible` on the coarser level they come from, at `give_up_share`, by default
@@ -306,6 +348,9 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
 
     # (x, y, mean squared residual); the cost is final when the coarse search was at full resolution
     candidates = [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
+    coarse_best = min((cost for _, _, cost in candidates), default=np.inf)
+    if phased:
+        candidates += phase_candidates(coarse_original, prepared, config)
     for level in range(levels - 1, -1, -1):
         candidates = prune(candidates, config)[:config.refine_candidates]
         if level < config.give_up_levels and prepared.tests.smoothed.reaches(level + 1):  # they are at level + 1
@@ -317,7 +362,28 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     refined = {}
     for x, y, cost in candidates:
         refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
-    return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2])
+    return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2]), coarse_best
+
+
+def phase_candidates(coarse_original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
+                     ) -> list[tuple[int, int, float]]:
+    """Coarse minima of the crop at every other phase against the coarse grid (see `search`), as coarse
+    offsets of the whole crop (rounded: refinement searches around them) and mean squared residuals."""
+    factor, crop = prepared.factor, prepared.crop
+    max_y, max_x = np.subtract(coarse_original.shape, prepared.pyramid[-1].shape)  # the search's coarse offsets
+    candidates = []
+    for phase_y in range(factor):
+        for phase_x in range(factor):
+            if phase_x == phase_y == 0:
+                continue  # the search's own
+            shifted = pyramid(crop[phase_y:, phase_x:], prepared.levels)[-1]
+            residual = cv2.matchTemplate(coarse_original, shifted, cv2.TM_SQDIFF)
+            for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing):
+                # The shifted crop starts at full-resolution x * factor, the whole crop phase_x px before that.
+                whole_x = int(min(max_x, max(0, round(x - phase_x / factor))))
+                whole_y = int(min(max_y, max(0, round(y - phase_y / factor))))
+                candidates.append((whole_x, whole_y, residual[y, x] / shifted.size))
+    return candidates
 
 
 def prune(candidates: list[tuple[int, int, float]], config: VerifyConfig) -> list[tuple[int, int, float]]:

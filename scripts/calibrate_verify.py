@@ -38,7 +38,7 @@ def candidate_evidence(pair, config: VerifyConfig) -> list[Evidence]:
         if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
             return []
     prepared = PreparedCrop(crop, config)
-    candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, prepared, config)
+    candidates = [(0, 0, 0.0)] if crop.shape == original.shape else search(original, prepared, config)[0]
     return [prepared.tests.measure(original, x, y) for x, y, _ in candidates[:config.max_verified]]
 
 

@@ -500,10 +500,10 @@ def test_search_drops_candidates_verification_would_give_up_but_the_best():
     config = VerifyConfig()
     original = grey(blurred_noise(43, 900, 700))
     unrelated = grey(blurred_noise(44, 500, 400))
-    candidates = search(original, PreparedCrop(unrelated, config), config)
+    candidates, _ = search(original, PreparedCrop(unrelated, config), config)
     assert len(candidates) == 1  # every coarse minimum was near-equal; only the best one is refined
     true_crop = np.ascontiguousarray(original[123:523, 321:821])
-    assert search(original, PreparedCrop(true_crop, config), config)[0][:2] == (321, 123)
+    assert search(original, PreparedCrop(true_crop, config), config)[0][0][:2] == (321, 123)
 
 
 def test_shift_energies_at_two_sides_equal_each_alone():
@@ -525,3 +525,20 @@ def test_exact_pairs_turn_down_a_crop_that_fits_only_within_jpeg_noise():
     true_crop = original[50:170, 80:260]
     found = match_pair(original, true_crop, lossless)
     assert (found.paired, found.swapped, found.top_left) == (True, False, (80, 50))
+
+
+def test_a_fine_repeating_texture_off_the_coarse_grid_is_found():
+    from cropnet.verify import PreparedCrop, search, verify_candidates
+
+    config = VerifyConfig()
+    tile = np.random.default_rng(1).integers(0, 256, (16, 16), dtype=np.uint8)
+    original = grey(jpeg(np.tile(tile, (14, 18)), 30))  # a pixel-fine pattern, repeated every 16 px
+    crop = cut(original, 37, 53, 70, 60)  # odd offsets: its coarse pixels (2 x 2) straddle the original's
+    prepared = PreparedCrop(crop, config)
+    assert prepared.factor == 2
+    candidates, coarse_best = search(original, prepared, config)
+    assert not verify_candidates(original, prepared.tests, candidates, config).found  # lost among repeats
+    assert prepared.phase_spread() > coarse_best  # ... which the crop's own place could have lost to
+    match = locate(original, crop)
+    assert match.found and np.array_equal(cut(original, *match.top_left, 70, 60), crop)
+    assert (match.top_left[0] - 37) % 16 == 0 and (match.top_left[1] - 53) % 16 == 0
