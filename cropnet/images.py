@@ -209,6 +209,8 @@ def jpeg_luma_table(image: Image.Image) -> tuple[int, ...] | None:
     tables = getattr(image, "quantization", None)
     if not layers or not tables:
         return None
+    if [layer[0] for layer in layers] == [ord("R"), ord("G"), ord("B")]:
+        return None  # components named R, G, B: libjpeg keeps them as RGB, there is no luma channel
     _, horizontal, vertical, index = layers[0]
     if horizontal < max(layer[1] for layer in layers) or vertical < max(layer[2] for layer in layers):
         return None  # luma subsampled: decoding stretches it, and its blocks no longer sit on an 8-px grid

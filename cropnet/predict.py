@@ -22,8 +22,8 @@ import numpy as np
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_view, load_image
-from .quantization import encoding_gap, encodings_comparable, step_energy
-from .verify import PairMatch, PreparedCrop, VerifyConfig, match_pair
+from .quantization import EncodingTest, encodings_comparable, step_energy
+from .verify import PairMatch, PreparedCrop, VerifyConfig, match_pair, to_grey
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
     import torch
@@ -188,33 +188,41 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, prepared=prepared)
         gap = answer_encoding_gap(match, a, b, headers, verify_config)
     scores["verification"] = match.score
+    method, searched = ("classic", None) if proposal is None else ("hybrid", match.searched)
     if gap is not None:
         scores["encoding_gap"] = gap
         if gap > verify_config.max_encoding_gap:
-            return Prediction(names[0], names[1], False, None, None, "classic" if proposal is None else "hybrid",
-                              scores, searched=None if proposal is None else match.searched)
-    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left,
-                      "classic" if proposal is None else "hybrid", scores, match.ambiguous, match.candidates,
-                      searched=None if proposal is None else match.searched)
+            return Prediction(names[0], names[1], False, None, None, method, scores, searched=searched)
+    return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, method, scores,
+                      match.ambiguous, match.candidates, searched=searched)
 
 
-def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray, headers: tuple | None,
-                        config: VerifyConfig) -> float | None:
-    """The files' `quantization.encoding_gap` where an ambiguous answer puts a smooth crop; None where
-    the test does not apply (a sure answer, no answer, files it cannot read, a crop with texture).
+def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
+                        headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig) -> float | None:
+    """The files' gap (`quantization.EncodingTest`) where an ambiguous answer puts a smooth crop, or
+    where its pixels fit best within 3 px of it; None where the test does not apply (a sure answer, no answer, files it
+    cannot read, a crop with texture).
 
     A smooth crop fits within JPEG noise at many places, and so can a smooth negative (a resized crop
     of a sky); whether one picture can have made both files is evidence the pixels' fit is not. A true
-    smooth crop answered a few pixels off along its ramp still leaves about no gap (the same ramp);
-    one with texture answered at another repeat of its pattern does not (`VerifyConfig.encoding_test_energy`).
+    smooth crop answered a pixel or two off along its ramp leaves little gap there, and none where
+    its pixels fit best nearby (`EncodingTest.best_fit_near`); one with texture answered at another
+    repeat of its pattern does not (`VerifyConfig.encoding_test_energy`).
     """
     if not (match.paired and match.ambiguous and headers and encodings_comparable(headers)):
         return None
     (original, original_header), (crop, crop_header) = (((b, headers[1]), (a, headers[0])) if match.swapped
                                                         else ((a, headers[0]), (b, headers[1])))
+    original, crop = to_grey(original), to_grey(crop)  # the arrays hybrid's network also reads are RGB
     if step_energy(crop) > config.encoding_test_energy:
         return None
-    return encoding_gap(original, crop, match.top_left, original_header, crop_header)
+    test = EncodingTest(original, crop, match.top_left, original_header, crop_header)
+    gap = test.gap(*match.top_left)
+    if gap > config.max_encoding_gap:
+        best_fit = test.best_fit_near(*match.top_left)
+        if best_fit != match.top_left:
+            gap = min(gap, test.gap(*best_fit))
+    return gap
 
 
 class Predictor:

@@ -16,8 +16,8 @@ Alternating projections onto two convex sets find a point of both when they meet
 and settle at the distance between them when they do not; each projection is exact
 and cheap (block DCT, clip each coefficient to its step, inverse DCT). `encoding_gap`
 returns that distance in grey levels: about 0 for true crops, whatever their
-qualities, and more for such negatives. Pure numpy; luma only (what the files'
-luma tables quantize). Measurements: docs/verification.md.
+qualities, and more for such negatives. Luma only (what the files'
+luma tables quantize); numpy and one OpenCV norm, no torch. Measurements: docs/verification.md.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ WINDOWS = 16  # ... how many: those where the two files differ most
 WHOLE_PIXELS = 160 * 160  # a crop up to this many pixels is tested whole
 ITERATIONS = 30
 CONVERGED = 1e-3  # grey levels: a gap this small means the sets meet (alternating projections then stop)
+FIT_RADIUS = 3  # px around an answer where `EncodingTest.best_fit_near` looks
 
 
 class FileSet:
@@ -101,41 +102,80 @@ def encodings_comparable(headers: tuple[ImageHeader, ImageHeader]) -> bool:
     return known and any(header.luma_table is not None for header in headers)
 
 
-def encoding_gap(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
-                 original_header: ImageHeader, crop_header: ImageHeader) -> float:
-    """Grey levels (RMS) between the pictures the two files allow with the crop at (x, y) `top_left`:
-    about 0 when one picture fits both (a true crop there: within a few projections), more when
-    none does (it settles there; each projection can only shrink it).
+class EncodingTest:
+    """Whether the two files leave room for one picture with the crop at one offset or another near it.
 
     `original`, `crop`: (H, W) uint8 luma as decoded; the headers say how each file keeps it
-    (`encodings_comparable` must hold). A crop over `WHOLE_PIXELS` is tested in the `WINDOWS` windows where
-    it differs most from the original there, each on its own (a picture that fits both files fits
-    every part), and the gap is over all of them: a few blocks of saturated colour, whose luma the
-    RGB round trip between two encodings moves, do not decide alone (a true crop's windows there
-    reached 0.15 when each window was judged alone).
+    (`encodings_comparable` must hold). The crop's windows and its file's set are made once, at
+    `top_left`: a crop over `WHOLE_PIXELS` is tested in the `WINDOWS` windows where it differs most
+    from the original there, each on its own (a picture that fits both files fits every part), and
+    the gap is over all of them: a few blocks of saturated colour, whose luma the RGB round trip
+    between two encodings moves, do not decide alone (a true crop's windows there reached 0.15 when
+    each window was judged alone). The RMS is over every pixel of the windows, those outside whole
+    blocks of a JPEG's grid too (no file's steps hold them: the gap is diluted on a small crop,
+    never made).
     """
-    x, y = top_left
-    height, width = crop.shape
-    region = original[y:y + height, x:x + width]
-    corners = window_corners(region, crop)
-    if corners is None:  # the whole crop, one window
-        crop_windows, region_windows = crop[None].astype(np.float32), region[None].astype(np.float32)
-    else:
-        crop_windows, region_windows = (np.stack([image[top:top + WINDOW, left:left + WINDOW] for left, top in corners]
-                                                 ).astype(np.float32) for image in (crop, region))
-    # Window corners are multiples of 8 in the crop: the crop's grid starts at each window's corner, the
-    # original's where its own multiples of 8 fall.
-    crop_set = FileSet(crop_windows, luma_table(crop_header), (0, 0))
-    original_set = FileSet(region_windows, luma_table(original_header), (-x, -y))
-    picture = (crop_windows + region_windows) / 2
-    gap = np.inf
-    for _ in range(ITERATIONS):
-        in_crop_set = crop_set.project(picture)
-        picture = original_set.project(in_crop_set)
-        gap = float(np.sqrt(np.mean((picture - in_crop_set) ** 2)))
-        if gap < CONVERGED:
-            break
-    return gap
+
+    def __init__(self, original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
+                 original_header: ImageHeader, crop_header: ImageHeader):
+        self.original, self.original_table = original, luma_table(original_header)
+        self.crop_shape = crop.shape
+        x, y = top_left
+        corners = window_corners(original[y:y + crop.shape[0], x:x + crop.shape[1]], crop)
+        self.corners = [(0, 0)] if corners is None else corners
+        self.side = crop.shape if corners is None else (WINDOW, WINDOW)
+        self.crop_windows = self.windows(crop, 0, 0)
+        # Window corners are multiples of 8 in the crop: its file's grid starts at each window's corner.
+        self.crop_set = FileSet(self.crop_windows, luma_table(crop_header), (0, 0))
+
+    def windows(self, image: np.ndarray, x: int, y: int) -> np.ndarray:
+        """(K, H, W) float32 stack of the windows, with the crop at (x, y) in `image`."""
+        rows, columns = self.side
+        return np.stack([image[y + top:y + top + rows, x + left:x + left + columns]
+                         for left, top in self.corners]).astype(np.float32)
+
+    def gap(self, x: int, y: int) -> float:
+        """Grey levels (RMS) between the pictures the two files allow with the crop at (x, y): about 0
+        when one picture fits both (a true crop there: within a few projections), more when none does
+        (it settles there; each projection can only shrink it)."""
+        region_windows = self.windows(self.original, x, y)
+        original_set = FileSet(region_windows, self.original_table, (-x, -y))  # its grid: its multiples of 8
+        picture = (self.crop_windows + region_windows) / 2
+        gap = np.inf
+        for _ in range(ITERATIONS):
+            in_crop_set = self.crop_set.project(picture)
+            picture = original_set.project(in_crop_set)
+            gap = float(np.sqrt(np.mean((picture - in_crop_set) ** 2)))
+            if gap < CONVERGED:
+                break
+        return gap
+
+    def best_fit_near(self, x: int, y: int, radius: int = FIT_RADIUS) -> tuple[int, int]:
+        """The offset within `radius` px of (x, y) where the windows' pixels fit the original best
+        (least summed squared difference).
+
+        Verification's answer on a smooth crop can rest on a local minimum of its tiles' residual a
+        pixel or two from the crop's place, where the files do not quite agree: one of 640 crops cut
+        from decoded training photos, 2 px off, had a gap of 0.19 there and 0.0002 at its place,
+        where its pixels fit exactly.
+        """
+        height, width = self.original.shape
+        max_x, max_y = width - self.crop_shape[1], height - self.crop_shape[0]
+        left, top = max(0, x - radius), max(0, y - radius)
+        right, bottom = min(max_x, x + radius), min(max_y, y + radius)
+        total = np.zeros((bottom - top + 1, right - left + 1), np.float32)
+        rows, columns = self.side
+        for (corner_x, corner_y), window in zip(self.corners, self.crop_windows, strict=True):
+            area = self.original[top + corner_y:bottom + corner_y + rows, left + corner_x:right + corner_x + columns]
+            total += cv2.matchTemplate(area.astype(np.float32), window, cv2.TM_SQDIFF)
+        dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
+        return left + int(dx), top + int(dy)
+
+
+def encoding_gap(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
+                 original_header: ImageHeader, crop_header: ImageHeader) -> float:
+    """`EncodingTest.gap` with the crop at `top_left` (see `EncodingTest`)."""
+    return EncodingTest(original, crop, top_left, original_header, crop_header).gap(*top_left)
 
 
 def step_energy(crop: np.ndarray) -> float:
@@ -153,9 +193,10 @@ def window_corners(region: np.ndarray, crop: np.ndarray) -> list[tuple[int, int]
     if height * width <= WHOLE_PIXELS or min(height, width) < WINDOW:
         return None
     difference = np.abs(crop.astype(np.int16) - region)  # int16: no wrap-around
-    # Windows on a grid of block corners that reaches both ends of each side.
-    tops = np.unique(np.linspace(0, height - WINDOW, max(1, height // WINDOW)).astype(int) // BLOCK * BLOCK)
-    lefts = np.unique(np.linspace(0, width - WINDOW, max(1, width // WINDOW)).astype(int) // BLOCK * BLOCK)
+    # Windows on block corners, at most WINDOW - BLOCK apart so that, rounded down to block corners, they
+    # still overlap: every pixel is in one but the last few (under 8) of each side.
+    tops, lefts = (np.unique(np.linspace(0, side - WINDOW, -(-side // (WINDOW - BLOCK))).astype(int) // BLOCK * BLOCK)
+                   for side in (height, width))
     corners = [(left, top) for top in tops for left in lefts]
     means = [difference[top:top + WINDOW, left:left + WINDOW].mean() for left, top in corners]
     return [corners[index] for index in np.argsort(means)[::-1][:WINDOWS]]

@@ -283,25 +283,25 @@ class PreparedCrop:
                                  for level, level_crop in enumerate(self.pyramid[:self.levels])]  # not the coarsest
         self._phase_spread = None
 
-    def phase_spread(self, side: int = PHASE_SAMPLE) -> float:
-        """The most the coarse search's mean squared residual at the crop's own place can be, over the
-        phases its offset can have against the coarse grid: the residual between the crop's coarse
-        pixels and those of the crop moved by 1 to factor - 1 px, at their best whole-pixel alignment.
-        Measured on the middle `side` x `side` px of the crop (computed once; 0 when not reduced)."""
+    def phase_spread(self) -> float:
+        """About the most the coarse search's mean squared residual at the crop's own place can be, over
+        the phases its offset can have against the coarse grid: the residual between the crop's coarse
+        pixels and those of the crop moved by 1 to factor - 1 px, at their best whole-pixel alignment,
+        on the middle `PHASE_SAMPLE` px of the crop, JPEG noise aside (computed once; 0 when not reduced)."""
         if self._phase_spread is None:
-            self._phase_spread = 0.0
+            spread = 0.0
             if self.levels:
                 height, width = self.crop.shape
-                top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
-                sample = self.crop[top:top + side, left:left + side]
-                coarse = pyramid(sample, self.levels)[-1].astype(np.float32)
-                for phase_y in range(self.factor):
-                    for phase_x in range(self.factor):
-                        moved = pyramid(sample[phase_y:, phase_x:], self.levels)[-1].astype(np.float32)
-                        rows, cols = moved.shape[0] - 1, moved.shape[1] - 1
-                        residual = min(float(np.mean((coarse[dy:dy + rows, dx:dx + cols] - moved[:rows, :cols]) ** 2))
-                                       for dy in (0, 1) for dx in (0, 1))
-                        self._phase_spread = max(self._phase_spread, residual)
+                top, left = max(0, (height - PHASE_SAMPLE) // 2), max(0, (width - PHASE_SAMPLE) // 2)
+                sample = self.crop[top:top + PHASE_SAMPLE, left:left + PHASE_SAMPLE]
+                coarse = coarse_at_phase(sample, 0, 0, self.levels).astype(np.float32)
+                for phase_x, phase_y in other_phases(self.factor):
+                    moved = coarse_at_phase(sample, phase_x, phase_y, self.levels).astype(np.float32)
+                    rows, cols = moved.shape[0] - 1, moved.shape[1] - 1
+                    aligned = (coarse[dy:dy + rows, dx:dx + cols] - moved[:rows, :cols]
+                               for dy in (0, 1) for dx in (0, 1))
+                    spread = max(spread, min(float(np.mean(difference ** 2)) for difference in aligned))
+            self._phase_spread = spread  # assigned once, whole
         return self._phase_spread
 
 
@@ -311,13 +311,14 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     """Candidate offsets (x, y, mean squared residual) at full resolution, best first, and the least
     mean squared residual of the coarse search.
 
-    `phased`: the coarse search is made with the crop at every phase against the coarse grid (its
-    first 0 to factor - 1 rows and columns left out), each minimum starting where the whole crop
-    would then be. A coarse pixel of a crop whose offset is off that grid mixes other pixels than the
-    original's does: on a fine repeating texture the true offset's coarse residual can then lose to
-    repeats that fall on the grid, and no candidate is the crop's place (tiled wallpapers and ripples
-    of the training photos). It costs factor² coarse searches: `locate` runs it only when nothing
-    else verified and the crop's own `PreparedCrop.phase_spread` could have lost to the best minimum.
+    `phased` (for the full search, not a window): the coarse minima are those of the crop at every
+    other phase against the coarse grid (its first 0 to factor - 1 rows and columns left out), each
+    starting where the whole crop would then be. A coarse pixel of a crop whose offset is off that
+    grid mixes other pixels than the original's does: on a fine repeating texture the true offset's
+    coarse residual can then lose to repeats that fall on the grid, and no candidate is the crop's
+    place (tiled wallpapers and ripples of the training photos). It costs factor² - 1 coarse
+    searches: `locate` runs it only when nothing else verified and the crop's own place could have
+    lost to the best minimum (`PreparedCrop.phase_spread`).
 
     Before each of the last `give_up_levels` refinements, candidates that verification would give
     up (`CropTests.plausible` on the coarser level they come from, at `give_up_share`, by default
@@ -327,9 +328,34 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     pixels off, which refinement and polish at full resolution still find (one true crop of 500
     training-photo pairs was lost without it).
     """
+    if phased and window is not None:
+        raise ValueError("a phased search is a search of the whole original")
     factor, levels, crops = prepared.factor, prepared.levels, prepared.pyramid
     originals = pyramid(original, levels)
-    coarse_original, coarse_crop = originals[-1], crops[-1]
+    if phased:  # the crop's own phase was searched, and its minima failed verification: the other phases'
+        candidates = phase_candidates(originals[-1], prepared, config)
+    else:
+        candidates = coarse_minima(originals[-1], crops[-1], factor, config, window)
+    coarse_best = min((cost for _, _, cost in candidates), default=np.inf)
+    for level in range(levels - 1, -1, -1):
+        candidates = prune(candidates, config)[:config.refine_candidates]
+        if level < config.give_up_levels and prepared.tests.smoothed.reaches(level + 1):  # they are at level + 1
+            candidates = candidates[:1] + [(x, y, cost) for x, y, cost in candidates[1:] if prepared.tests.plausible(
+                originals[level + 1], x, y, level + 1, give_up_share)]
+        tiles = prepared.comparison_tiles[level]
+        candidates = [refine(originals[level], crops[level].shape, tiles, 2 * x, 2 * y, config.refine_radius)
+                      for x, y, _ in candidates]
+    refined = {}
+    for x, y, cost in candidates:
+        refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
+    return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2]), coarse_best
+
+
+def coarse_minima(coarse_original: np.ndarray, coarse_crop: np.ndarray, factor: int, config: VerifyConfig,
+                  window: tuple[int, int, int] | None = None) -> list[tuple[int, int, float]]:
+    """The coarse search: the lowest minima of the crop's squared differences over every offset (in the
+    `window` (x, y, radius) of full-resolution px, if given), as (x, y, mean squared residual) in
+    coarse px; the residual is final when the coarse scale is the full one."""
     max_x = coarse_original.shape[1] - coarse_crop.shape[1]
     max_y = coarse_original.shape[0] - coarse_crop.shape[0]
     x0, y0, x1, y1 = 0, 0, max_x, max_y
@@ -345,24 +371,7 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
         # best offset lies beyond the window, and polishing what the window holds would only cost time.
         inner_x, inner_y = {x0, x1} - {0, max_x}, {y0, y1} - {0, max_y}
         starts = [(x, y) for x, y in starts if x not in inner_x and y not in inner_y]
-
-    # (x, y, mean squared residual); the cost is final when the coarse search was at full resolution
-    candidates = [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
-    coarse_best = min((cost for _, _, cost in candidates), default=np.inf)
-    if phased:
-        candidates += phase_candidates(coarse_original, prepared, config)
-    for level in range(levels - 1, -1, -1):
-        candidates = prune(candidates, config)[:config.refine_candidates]
-        if level < config.give_up_levels and prepared.tests.smoothed.reaches(level + 1):  # they are at level + 1
-            candidates = candidates[:1] + [(x, y, cost) for x, y, cost in candidates[1:] if prepared.tests.plausible(
-                originals[level + 1], x, y, level + 1, give_up_share)]
-        tiles = prepared.comparison_tiles[level]
-        candidates = [refine(originals[level], crops[level].shape, tiles, 2 * x, 2 * y, config.refine_radius)
-                      for x, y, _ in candidates]
-    refined = {}
-    for x, y, cost in candidates:
-        refined[(x, y)] = min(cost, refined.get((x, y), np.inf))
-    return sorted(((x, y, cost) for (x, y), cost in refined.items()), key=lambda c: c[2]), coarse_best
+    return [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
 
 
 def phase_candidates(coarse_original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
@@ -372,18 +381,26 @@ def phase_candidates(coarse_original: np.ndarray, prepared: PreparedCrop, config
     factor, crop = prepared.factor, prepared.crop
     max_y, max_x = np.subtract(coarse_original.shape, prepared.pyramid[-1].shape)  # the search's coarse offsets
     candidates = []
-    for phase_y in range(factor):
-        for phase_x in range(factor):
-            if phase_x == phase_y == 0:
-                continue  # the search's own
-            shifted = pyramid(crop[phase_y:, phase_x:], prepared.levels)[-1]
-            residual = cv2.matchTemplate(coarse_original, shifted, cv2.TM_SQDIFF)
-            for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing):
-                # The shifted crop starts at full-resolution x * factor, the whole crop phase_x px before that.
-                whole_x = int(min(max_x, max(0, round(x - phase_x / factor))))
-                whole_y = int(min(max_y, max(0, round(y - phase_y / factor))))
-                candidates.append((whole_x, whole_y, residual[y, x] / shifted.size))
+    for phase_x, phase_y in other_phases(factor):
+        shifted = coarse_at_phase(crop, phase_x, phase_y, prepared.levels)
+        residual = cv2.matchTemplate(coarse_original, shifted, cv2.TM_SQDIFF)
+        for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing):
+            # The shifted crop starts at full-resolution x * factor, the whole crop phase_x px before that;
+            # to the nearest coarse pixel (refinement searches around it).
+            whole_x = min(max_x, max(0, (x * factor - phase_x + factor // 2) // factor))
+            whole_y = min(max_y, max(0, (y * factor - phase_y + factor // 2) // factor))
+            candidates.append((int(whole_x), int(whole_y), residual[y, x] / shifted.size))
     return candidates
+
+
+def other_phases(factor: int) -> list[tuple[int, int]]:
+    """(x, y) phases 0 to factor - 1 of an offset against a grid of `factor` px, but (0, 0)."""
+    return [(phase_x, phase_y) for phase_y in range(factor) for phase_x in range(factor) if phase_x or phase_y]
+
+
+def coarse_at_phase(crop: np.ndarray, phase_x: int, phase_y: int, levels: int) -> np.ndarray:
+    """The crop without its first `phase_y` rows and `phase_x` columns, reduced `levels` times by 2."""
+    return pyramid(crop[phase_y:, phase_x:], levels)[-1]
 
 
 def prune(candidates: list[tuple[int, int, float]], config: VerifyConfig) -> list[tuple[int, int, float]]:

@@ -14,7 +14,7 @@ from PIL import Image
 from cropnet.errors import ImageError
 from cropnet.images import image_header, load_image
 from cropnet.predict import Predictor, Proposal, answer_encoding_gap, network_scales, predict_classic
-from cropnet.quantization import step_energy
+from cropnet.quantization import EncodingTest, step_energy
 from cropnet.verify import PairMatch, VerifyConfig
 
 
@@ -380,6 +380,10 @@ def test_a_resized_smooth_crop_is_turned_down_by_its_files_quantization(tmp_path
         found = predictor.predict_files(original, str(tmp_path / "crop.jpg"))
         assert (found.paired, found.swapped, found.top_left) == (True, False, (x, y))
         assert found.scores["encoding_gap"] < 0.01
+    # Decoded arrays and their files' headers, as RGB (what hybrid's network reads): the same answer.
+    headers = image_header(original), image_header(tmp_path / "resized.jpg")
+    as_rgb = predictor.predict_arrays(load_image(original), load_image(tmp_path / "resized.jpg"), headers=headers)
+    assert not as_rgb.paired and as_rgb.scores["encoding_gap"] == turned_down.scores["encoding_gap"]
 
 
 def test_a_grey_png_against_a_colour_png_is_held_to_rounding_too(tmp_path):
@@ -430,3 +434,18 @@ def test_a_window_answer_the_files_disagree_with_sends_hybrid_to_the_full_search
     assert pixels_only.searched == "proposal" and pixels_only.top_left == (800, 120)
     answer = predict_classic(original, crop, proposal=at_the_copy, headers=tuple(map(image_header, paths)))
     assert (answer.paired, answer.top_left, answer.searched) == (True, (x, y), "full")
+
+
+def test_the_encoding_test_looks_where_the_pixels_fit_best_near_the_answer(tmp_path):
+    # Verification can answer a smooth crop a pixel or two off (a local minimum of its tiles' residual);
+    # the files are compared where the whole crop fits best within 3 px, its place when it is a crop.
+    Image.fromarray(np.rint(smooth_field(3)).astype(np.uint8)).save(tmp_path / "original.jpg", quality=85)
+    original = load_image(tmp_path / "original.jpg", grey=True)
+    Image.fromarray(np.ascontiguousarray(original[90:162, 120:216])).save(tmp_path / "crop.png")
+    crop = load_image(tmp_path / "crop.png", grey=True)
+    headers = image_header(tmp_path / "original.jpg"), image_header(tmp_path / "crop.png")
+    test = EncodingTest(original, crop, (123, 88), *headers)
+    assert test.best_fit_near(123, 88) == (120, 90)
+    assert test.gap(120, 90) < 0.01 and test.gap(123, 88) > 2 * VerifyConfig().max_encoding_gap  # measured 0.61
+    off = PairMatch(True, False, (123, 88), 1.0, ambiguous=True)
+    assert answer_encoding_gap(off, original, crop, headers, VerifyConfig()) < 0.01

@@ -1,14 +1,21 @@
 """The JPEG quantization test: two files of a true crop leave room for one picture, other pictures do not."""
 
-import io
-
 import numpy as np
 import pytest
 from conftest import grainy_gradient, textured_photo
 from PIL import Image
 
 from cropnet.images import ImageHeader, image_header, load_image
-from cropnet.quantization import WHOLE_PIXELS, FileSet, encoding_gap, encodings_comparable, luma_table, step_energy
+from cropnet.quantization import (
+    WHOLE_PIXELS,
+    WINDOW,
+    FileSet,
+    encoding_gap,
+    encodings_comparable,
+    luma_table,
+    step_energy,
+    window_corners,
+)
 from cropnet.verify import VerifyConfig
 
 THRESHOLD = VerifyConfig().max_encoding_gap
@@ -29,12 +36,13 @@ def gap_of_files(original_path: str, crop_path: str, top_left: tuple[int, int]) 
 
 
 def test_the_header_gives_the_luma_table_row_by_row(tmp_path):
-    steps = list(range(1, 65))  # row by row, as Pillow's qtables take them; the file stores them zigzag
     photo = textured_photo(1, 64, 48)
-    path = save(tmp_path, "custom.jpg", photo, qtables=[steps, steps])
-    assert image_header(path).luma_table == tuple(steps)
+    # At quality 50 libjpeg writes the JPEG standard's example luma table as it is (the file stores it zigzag).
+    table = image_header(save(tmp_path, "q50.jpg", photo, quality=50)).luma_table
+    assert table[:8] == (16, 11, 10, 16, 24, 40, 51, 61) and table[8:16] == (12, 12, 14, 19, 26, 58, 60, 55)
+    assert table[56:] == (72, 92, 95, 98, 112, 100, 103, 99)
     grey = save(tmp_path, "grey.jpg", photo[:, :, 0], quality=50)
-    assert image_header(grey).luma_table is not None
+    assert image_header(grey).luma_table == table
     assert image_header(save(tmp_path, "photo.png", photo)).luma_table is None
 
 
@@ -48,7 +56,7 @@ def test_no_table_where_the_decoded_luma_is_not_the_stored_blocks(tmp_path):
     assert image_header(tmp_path / "cmyk.jpg").luma_table is None
 
 
-def test_testable_needs_a_jpeg_and_both_files_known():
+def test_comparable_needs_a_jpeg_and_both_files_known():
     jpeg = ImageHeader((10, 10), False, tuple([4] * 64))
     png = ImageHeader((10, 10), True)
     unknown = ImageHeader((10, 10), False)  # a WebP, a palette PNG: what it kept is not known
@@ -58,14 +66,10 @@ def test_testable_needs_a_jpeg_and_both_files_known():
 
 
 @pytest.mark.parametrize("quality", [25, 50, 95])
-def test_a_decoded_jpeg_lies_in_its_own_set(quality):
-    buffer = io.BytesIO()
-    Image.fromarray(textured_photo(3, 96, 80)).save(buffer, "JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        table = np.array(image.quantization[0], np.float32).reshape(8, 8)
-        luma = np.asarray(image.convert("L"), np.float32)[None]
-    moved = FileSet(luma, table, (0, 0)).project(luma) - luma
+def test_a_decoded_jpeg_lies_in_its_own_set(tmp_path, quality):
+    path = save(tmp_path, "photo.jpg", textured_photo(3, 96, 80), quality)
+    luma = load_image(path, grey=True).astype(np.float32)[None]  # its Y channel, as verification decodes it
+    moved = FileSet(luma, luma_table(image_header(path)), (0, 0)).project(luma) - luma
     assert np.abs(moved).max() < 0.01  # its coefficients' rounding is within the slack
 
 
@@ -106,10 +110,17 @@ def test_clipped_blocks_do_not_count_against_a_true_crop(tmp_path):
     assert gap_of_files(original, crop, (37, 13)) < 0.01
 
 
-def test_luma_table_is_8_by_8():
-    header = ImageHeader((8, 8), False, tuple(range(64)))
-    assert luma_table(header).shape == (8, 8) and luma_table(header)[1, 0] == 8
-    assert luma_table(ImageHeader((8, 8), True)) is None
+@pytest.mark.parametrize("side", [120, 250, 1000])
+@pytest.mark.parametrize("band", [0, 60, 200])
+def test_a_large_crop_is_tested_where_it_differs_most_even_at_its_end(side, band):
+    crop = np.zeros((side, 400), np.uint8)
+    region = crop.copy()
+    start = min(band, side - 12)
+    region[start:start + 12, 100:300] = 50  # 12 rows where the crop and the original differ
+    corners = window_corners(region, crop)
+    assert all(left % 8 == 0 and top % 8 == 0 and top + WINDOW <= side for left, top in corners)
+    left, top = corners[0]  # the window that differs most holds the whole band
+    assert top <= start and start + 12 <= top + WINDOW
 
 
 def test_step_energy_is_the_larger_of_the_two_axes():
