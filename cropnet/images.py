@@ -181,7 +181,7 @@ class ImageHeader(NamedTuple):
     lossless: bool
     # A JPEG's luma quantization table (64 steps, row by row) where its decoded luma is that table's blocks
     # as stored: not turned by EXIF, luma at full resolution, colour kept as YCbCr or grey. Else None.
-    # `quantization.encoding_gap` reads it.
+    # `quantization.EncodingTest` reads it.
     luma_table: tuple[int, ...] | None = None
 
 

@@ -167,7 +167,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
     `headers`: what the files' headers say of how they keep their pixels (`images.ImageHeader`). Two
     lossless files are held to rounding (`VerifyConfig.lossless`); where one is a JPEG, an ambiguous
-    answer must also leave the two files room for one picture (`quantization.encoding_gap`).
+    answer on a smooth crop must also leave the two files room for one picture (`answer_encoding_gap`).
     """
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
@@ -213,15 +213,16 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
         return None
     (original, original_header), (crop, crop_header) = (((b, headers[1]), (a, headers[0])) if match.swapped
                                                         else ((a, headers[0]), (b, headers[1])))
-    original, crop = to_grey(original), to_grey(crop)  # the arrays hybrid's network also reads are RGB
+    crop = to_grey(crop)  # arrays that hybrid's network also reads are RGB
     if step_energy(crop) > config.encoding_test_energy:
         return None
+    original = to_grey(original)
     test = EncodingTest(original, crop, match.top_left, original_header, crop_header)
     gap = test.gap(*match.top_left)
     if gap > config.max_encoding_gap:
         best_fit = test.best_fit_near(*match.top_left)
-        if best_fit != match.top_left:
-            gap = min(gap, test.gap(*best_fit))
+        if best_fit != match.top_left:  # tested in the windows where the two differ most there
+            gap = min(gap, EncodingTest(original, crop, best_fit, original_header, crop_header).gap(*best_fit))
     return gap
 
 

@@ -17,7 +17,7 @@ and settle at the distance between them when they do not; each projection is exa
 and cheap (block DCT, clip each coefficient to its step, inverse DCT). `encoding_gap`
 returns that distance in grey levels: about 0 for true crops, whatever their
 qualities, and more for such negatives. Luma only (what the files'
-luma tables quantize); numpy and one OpenCV norm, no torch. Measurements: docs/verification.md.
+luma tables quantize); numpy and OpenCV, no torch. Measurements: docs/verification.md.
 """
 
 from __future__ import annotations
@@ -168,8 +168,10 @@ class EncodingTest:
         for (corner_x, corner_y), window in zip(self.corners, self.crop_windows, strict=True):
             area = self.original[top + corner_y:bottom + corner_y + rows, left + corner_x:right + corner_x + columns]
             total += cv2.matchTemplate(area.astype(np.float32), window, cv2.TM_SQDIFF)
-        dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
-        return left + int(dx), top + int(dy)
+        # Of equal fits (a flat crop fits everywhere alike), the one nearest (x, y).
+        rows_at, columns_at = np.nonzero(total <= total.min())
+        nearest = np.argmin(np.maximum(np.abs(left + columns_at - x), np.abs(top + rows_at - y)))
+        return left + int(columns_at[nearest]), top + int(rows_at[nearest])
 
 
 def encoding_gap(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
@@ -192,11 +194,18 @@ def window_corners(region: np.ndarray, crop: np.ndarray) -> list[tuple[int, int]
     height, width = crop.shape
     if height * width <= WHOLE_PIXELS or min(height, width) < WINDOW:
         return None
-    difference = np.abs(crop.astype(np.int16) - region)  # int16: no wrap-around
     # Windows on block corners, at most WINDOW - BLOCK apart so that, rounded down to block corners, they
     # still overlap: every pixel is in one but the last few (under 8) of each side.
     tops, lefts = (np.unique(np.linspace(0, side - WINDOW, -(-side // (WINDOW - BLOCK))).astype(int) // BLOCK * BLOCK)
                    for side in (height, width))
-    corners = [(left, top) for top in tops for left in lefts]
-    means = [difference[top:top + WINDOW, left:left + WINDOW].mean() for left, top in corners]
-    return [corners[index] for index in np.argsort(means)[::-1][:WINDOWS]]
+    # Each window's summed absolute difference from the 8 x 8 blocks' sums (a running sum over blocks).
+    rows, columns = height // BLOCK, width // BLOCK
+    difference = cv2.absdiff(crop[:rows * BLOCK, :columns * BLOCK], region[:rows * BLOCK, :columns * BLOCK])
+    block_sums = difference.reshape(rows, BLOCK, columns, BLOCK).sum(axis=(1, 3), dtype=np.int64)
+    running = np.pad(block_sums.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
+    span = WINDOW // BLOCK
+    top_blocks, left_blocks = np.meshgrid(tops // BLOCK, lefts // BLOCK, indexing="ij")
+    sums = (running[top_blocks + span, left_blocks + span] - running[top_blocks, left_blocks + span]
+            - running[top_blocks + span, left_blocks] + running[top_blocks, left_blocks]).ravel()
+    corners = [(int(left), int(top)) for top in tops for left in lefts]
+    return [corners[index] for index in np.argsort(-sums, kind="stable")[:WINDOWS]]

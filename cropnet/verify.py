@@ -311,9 +311,9 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
     """Candidate offsets (x, y, mean squared residual) at full resolution, best first, and the least
     mean squared residual of the coarse search.
 
-    `phased` (for the full search, not a window): the coarse minima are those of the crop at every
-    other phase against the coarse grid (its first 0 to factor - 1 rows and columns left out), each
-    starting where the whole crop would then be. A coarse pixel of a crop whose offset is off that
+    `phased` (for the full search, not a window): the candidates are the coarse minima of the crop at
+    every other phase against the coarse grid (its first 0 to factor - 1 rows and columns left out),
+    as the whole crop's full-resolution offsets, not refined. A coarse pixel of a crop whose offset is off that
     grid mixes other pixels than the original's does: on a fine repeating texture the true offset's
     coarse residual can then lose to repeats that fall on the grid, and no candidate is the crop's
     place (tiled wallpapers and ripples of the training photos). It costs factor² - 1 coarse
@@ -332,10 +332,13 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
         raise ValueError("a phased search is a search of the whole original")
     factor, levels, crops = prepared.factor, prepared.levels, prepared.pyramid
     originals = pyramid(original, levels)
-    if phased:  # the crop's own phase was searched, and its minima failed verification: the other phases'
-        candidates = phase_candidates(originals[-1], prepared, config)
-    else:
-        candidates = coarse_minima(originals[-1], crops[-1], factor, config, window)
+    if phased:
+        # The crop's own phase was searched, and its minima failed verification: the other phases' minima,
+        # each an exact full-resolution offset when its phase is the crop's (the levels between would
+        # misalign it again). Verification polishes them.
+        candidates = prune(phase_candidates(originals[-1], prepared, config), config)[:config.refine_candidates]
+        return candidates, min((cost for _, _, cost in candidates), default=np.inf)
+    candidates = coarse_minima(originals[-1], crops[-1], factor, config, window)
     coarse_best = min((cost for _, _, cost in candidates), default=np.inf)
     for level in range(levels - 1, -1, -1):
         candidates = prune(candidates, config)[:config.refine_candidates]
@@ -376,19 +379,18 @@ def coarse_minima(coarse_original: np.ndarray, coarse_crop: np.ndarray, factor: 
 
 def phase_candidates(coarse_original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
                      ) -> list[tuple[int, int, float]]:
-    """Coarse minima of the crop at every other phase against the coarse grid (see `search`), as coarse
-    offsets of the whole crop (rounded: refinement searches around them) and mean squared residuals."""
+    """Coarse minima of the crop at every other phase against the coarse grid (see `search`), as
+    full-resolution offsets of the whole crop and coarse mean squared residuals."""
     factor, crop = prepared.factor, prepared.crop
-    max_y, max_x = np.subtract(coarse_original.shape, prepared.pyramid[-1].shape)  # the search's coarse offsets
+    max_y, max_x = np.subtract(coarse_original.shape, prepared.pyramid[-1].shape) * factor  # whole crop, full res
     candidates = []
     for phase_x, phase_y in other_phases(factor):
         shifted = coarse_at_phase(crop, phase_x, phase_y, prepared.levels)
         residual = cv2.matchTemplate(coarse_original, shifted, cv2.TM_SQDIFF)
         for x, y in lowest_minima(residual, config.coarse_candidates, config.coarse_spacing):
-            # The shifted crop starts at full-resolution x * factor, the whole crop phase_x px before that;
-            # to the nearest coarse pixel (refinement searches around it).
-            whole_x = min(max_x, max(0, (x * factor - phase_x + factor // 2) // factor))
-            whole_y = min(max_y, max(0, (y * factor - phase_y + factor // 2) // factor))
+            # The shifted crop starts at full-resolution x * factor, the whole crop phase_x px before that.
+            whole_x = min(max_x, max(0, x * factor - phase_x))
+            whole_y = min(max_y, max(0, y * factor - phase_y))
             candidates.append((int(whole_x), int(whole_y), residual[y, x] / shifted.size))
     return candidates
 

@@ -438,7 +438,7 @@ def test_a_window_answer_the_files_disagree_with_sends_hybrid_to_the_full_search
 
 def test_the_encoding_test_looks_where_the_pixels_fit_best_near_the_answer(tmp_path):
     # Verification can answer a smooth crop a pixel or two off (a local minimum of its tiles' residual);
-    # the files are compared where the whole crop fits best within 3 px, its place when it is a crop.
+    # the files are compared where the crop's pixels fit best within 3 px, its place when it is a crop.
     Image.fromarray(np.rint(smooth_field(3)).astype(np.uint8)).save(tmp_path / "original.jpg", quality=85)
     original = load_image(tmp_path / "original.jpg", grey=True)
     Image.fromarray(np.ascontiguousarray(original[90:162, 120:216])).save(tmp_path / "crop.png")

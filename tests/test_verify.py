@@ -542,3 +542,20 @@ def test_a_fine_repeating_texture_off_the_coarse_grid_is_found():
     match = locate(original, crop)
     assert match.found and np.array_equal(cut(original, *match.top_left, 70, 60), crop)
     assert (match.top_left[0] - 37) % 16 == 0 and (match.top_left[1] - 53) % 16 == 0
+
+
+def test_the_phased_search_finds_a_crop_at_factor_4_and_only_searches_the_whole_original():
+    from cropnet.verify import PreparedCrop, search, verify_candidates
+
+    config = VerifyConfig()
+    tile = np.random.default_rng(2).integers(0, 256, (16, 16), dtype=np.uint8)
+    original = grey(jpeg(np.tile(tile, (20, 24)), 30))
+    crop = cut(original, 37, 53, 120, 100)  # 4 x 4 coarse pixels, 1 and 3 px off their grid
+    prepared = PreparedCrop(crop, config)
+    assert prepared.factor == 4
+    candidates, _ = search(original, prepared, config)
+    assert not verify_candidates(original, prepared.tests, candidates, config).found
+    match = locate(original, crop)
+    assert match.found and np.array_equal(cut(original, *match.top_left, 120, 100), crop)
+    with pytest.raises(ValueError):
+        search(original, prepared, config, window=(37, 53, 64), phased=True)
