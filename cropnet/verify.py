@@ -336,7 +336,8 @@ def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
         # The crop's own phase was searched, and its minima failed verification: the other phases' minima,
         # each an exact full-resolution offset when its phase is the crop's (the levels between would
         # misalign it again). Verification polishes them.
-        candidates = prune(phase_candidates(originals[-1], prepared, config), config)[:config.refine_candidates]
+        candidates = prune(phase_candidates(original.shape, originals[-1], prepared, config),
+                           config)[:config.refine_candidates]
         return candidates, min((cost for _, _, cost in candidates), default=np.inf)
     candidates = coarse_minima(originals[-1], crops[-1], factor, config, window)
     coarse_best = min((cost for _, _, cost in candidates), default=np.inf)
@@ -377,12 +378,14 @@ def coarse_minima(coarse_original: np.ndarray, coarse_crop: np.ndarray, factor: 
     return [(x, y, residual[y - y0, x - x0] / coarse_crop.size) for x, y in starts]
 
 
-def phase_candidates(coarse_original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
-                     ) -> list[tuple[int, int, float]]:
+def phase_candidates(original_shape: tuple[int, int], coarse_original: np.ndarray, prepared: PreparedCrop,
+                     config: VerifyConfig) -> list[tuple[int, int, float]]:
     """Coarse minima of the crop at every other phase against the coarse grid (see `search`), as
-    full-resolution offsets of the whole crop and coarse mean squared residuals."""
+    full-resolution offsets of the whole crop (inside the original of `original_shape`) and coarse
+    mean squared residuals."""
     factor, crop = prepared.factor, prepared.crop
-    max_y, max_x = np.subtract(coarse_original.shape, prepared.pyramid[-1].shape) * factor  # whole crop, full res
+    # From the full-resolution sizes: the coarse ones, rounded down, can allow offsets past the border.
+    max_y, max_x = np.subtract(original_shape, crop.shape)
     candidates = []
     for phase_x, phase_y in other_phases(factor):
         shifted = coarse_at_phase(crop, phase_x, phase_y, prepared.levels)

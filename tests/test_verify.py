@@ -559,3 +559,16 @@ def test_the_phased_search_finds_a_crop_at_factor_4_and_only_searches_the_whole_
     assert match.found and np.array_equal(cut(original, *match.top_left, 120, 100), crop)
     with pytest.raises(ValueError):
         search(original, prepared, config, window=(37, 53, 64), phased=True)
+
+
+def test_the_phased_search_keeps_its_offsets_inside_the_original():
+    from cropnet.verify import PreparedCrop, search
+
+    config = VerifyConfig()
+    rng = np.random.default_rng(5)
+    original = rng.integers(0, 256, (120, 130), dtype=np.uint8)
+    # 130 // 4 - 99 // 4 = 8 coarse px, 32 px at full resolution: one more than 130 - 99 allows.
+    for crop in (rng.integers(0, 256, (97, 99), dtype=np.uint8), cut(original, 31, 20, 99, 97)):
+        candidates, _ = search(original, PreparedCrop(crop, config), config, phased=True)
+        assert candidates and all(0 <= x <= 130 - 99 and 0 <= y <= 120 - 97 for x, y, _ in candidates)
+    assert locate(original, cut(original, 31, 20, 99, 97)).top_left == (31, 20)
