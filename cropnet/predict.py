@@ -200,8 +200,8 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
 def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
                         headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig) -> float | None:
     """The files' gap (`quantization.EncodingTest`) where an ambiguous answer puts a smooth crop, or
-    where its pixels fit best within 3 px of it; None where the test does not apply (a sure answer, no answer, files it
-    cannot read, a crop with texture).
+    where its pixels fit best within 3 px of it; None where the test does not apply (a sure answer,
+    no answer, files it cannot read, a crop with texture).
 
     A smooth crop fits within JPEG noise at many places, and so can a smooth negative (a resized crop
     of a sky); whether one picture can have made both files is evidence the pixels' fit is not. A true

@@ -14,7 +14,7 @@ kept put that region somewhere the other file's do not allow.
 
 Alternating projections onto two convex sets find a point of both when they meet
 and settle at the distance between them when they do not; each projection is exact
-and cheap (block DCT, clip each coefficient to its step, inverse DCT). `encoding_gap`
+and cheap (block DCT, clip each coefficient to its step, inverse DCT). `EncodingTest.gap`
 returns that distance in grey levels: about 0 for true crops, whatever their
 qualities, and more for such negatives. Luma only (what the files'
 luma tables quantize); numpy and OpenCV, no torch. Measurements: docs/verification.md.
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .images import ImageHeader
+from .verify import best_move, neighbour_residuals
 
 BLOCK = 8
 _n = np.arange(BLOCK)
@@ -96,7 +97,7 @@ def luma_table(header: ImageHeader) -> np.ndarray | None:
 
 
 def encodings_comparable(headers: tuple[ImageHeader, ImageHeader]) -> bool:
-    """Whether `encoding_gap` can tell anything: both files known (a JPEG's table, or lossless), one a JPEG
+    """Whether `EncodingTest` can tell anything: both files known (a JPEG's table, or lossless), one a JPEG
     (two lossless files are held to rounding by verification itself, `VerifyConfig.lossless`)."""
     known = all(header.luma_table is not None or header.lossless for header in headers)
     return known and any(header.luma_table is not None for header in headers)
@@ -118,8 +119,7 @@ class EncodingTest:
 
     def __init__(self, original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
                  original_header: ImageHeader, crop_header: ImageHeader):
-        self.original, self.original_table = original, luma_table(original_header)
-        self.crop_shape = crop.shape
+        self.original, self.crop, self.original_table = original, crop, luma_table(original_header)
         x, y = top_left
         corners = window_corners(original[y:y + crop.shape[0], x:x + crop.shape[1]], crop)
         self.corners = [(0, 0)] if corners is None else corners
@@ -152,7 +152,7 @@ class EncodingTest:
 
     def best_fit_near(self, x: int, y: int, radius: int = FIT_RADIUS) -> tuple[int, int]:
         """The offset within `radius` px of (x, y) where the windows' pixels fit the original best
-        (least summed squared difference).
+        (verification's `neighbour_residuals` and `best_move`: of equal fits, the nearest).
 
         Verification's answer on a smooth crop can rest on a local minimum of its tiles' residual a
         pixel or two from the crop's place, where the files do not quite agree: one of 640 crops cut
@@ -160,24 +160,10 @@ class EncodingTest:
         where its pixels fit exactly.
         """
         height, width = self.original.shape
-        max_x, max_y = width - self.crop_shape[1], height - self.crop_shape[0]
-        left, top = max(0, x - radius), max(0, y - radius)
-        right, bottom = min(max_x, x + radius), min(max_y, y + radius)
-        total = np.zeros((bottom - top + 1, right - left + 1), np.float32)
-        rows, columns = self.side
-        for (corner_x, corner_y), window in zip(self.corners, self.crop_windows, strict=True):
-            area = self.original[top + corner_y:bottom + corner_y + rows, left + corner_x:right + corner_x + columns]
-            total += cv2.matchTemplate(area.astype(np.float32), window, cv2.TM_SQDIFF)
-        # Of equal fits (a flat crop fits everywhere alike), the one nearest (x, y).
-        rows_at, columns_at = np.nonzero(total <= total.min())
-        nearest = np.argmin(np.maximum(np.abs(left + columns_at - x), np.abs(top + rows_at - y)))
-        return left + int(columns_at[nearest]), top + int(rows_at[nearest])
-
-
-def encoding_gap(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int],
-                 original_header: ImageHeader, crop_header: ImageHeader) -> float:
-    """`EncodingTest.gap` with the crop at `top_left` (see `EncodingTest`)."""
-    return EncodingTest(original, crop, top_left, original_header, crop_header).gap(*top_left)
+        # Windows are square but a whole crop: one tile of the crop's longer side, cut to the crop.
+        maps = neighbour_residuals(self.original, self.crop, x, y, self.corners, max(self.side), radius)
+        dx, dy = best_move(maps, x, y, width - self.crop.shape[1], height - self.crop.shape[0])
+        return x + dx, y + dy
 
 
 def step_energy(crop: np.ndarray) -> float:

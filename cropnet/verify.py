@@ -11,8 +11,8 @@ How `locate(original, crop)` works (details and measurements: docs/verification.
    minima are kept, each a few px from the others: smooth ramps, straight edges
    and repeating patterns give many near-equal minima, and the true one is not
    always the lowest at a reduced scale. When nothing verifies and the crop's own
-   place could have lost there (its offset off the coarse grid), every phase of the
-   crop against that grid is searched as well.
+   place could have lost there (its offset off the coarse grid), every other phase
+   of the crop against that grid is searched.
 2. Refinement. Each candidate is followed down the scale pyramid, +-2 px at every
    level, by squared differences. Normalised correlation is not used: it slides
    along ramps and edges (an offset 1-30 px off still scores 0.98). Large crops
@@ -84,7 +84,7 @@ class VerifyConfig:
     # made one of the files from a JPEG.
     lossless: bool = False
     exact_max_residual: float = 9.0
-    # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.encoding_gap`) where one of
+    # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.EncodingTest`) where one of
     # them is a JPEG; applied by `predict.predict_classic`, which has the files' headers. Only to smooth crops
     # (`quantization.step_energy` up to `encoding_test_energy`): an ambiguous answer with texture is a
     # repeating pattern, whose true place may be another repeat, where the gap is large (tiled wallpapers
@@ -724,14 +724,16 @@ def polish(original: np.ndarray, crop: np.ndarray, x: int, y: int, tiles: list[t
 
 def best_move(maps: np.ndarray, x: int, y: int, max_x: int, max_y: int) -> tuple[int, int]:
     """(dx, dy) to the least summed residual of (n, 2r+1, 2r+1) `maps` around (x, y); moves that
-    would push the crop out of the original (offsets past max_x, max_y) are barred."""
+    would push the crop out of the original (offsets past max_x, max_y) are barred. Of equal
+    residuals (a flat crop fits everywhere alike) the shortest move: an equal fit is no reason to move."""
     radius = maps.shape[1] // 2
     total = maps.sum(axis=0)
     offsets = np.arange(-radius, radius + 1)
     total[(y + offsets < 0) | (y + offsets > max_y), :] = np.inf
     total[:, (x + offsets < 0) | (x + offsets > max_x)] = np.inf
-    dy, dx = np.unravel_index(int(np.argmin(total)), total.shape)
-    return int(dx) - radius, int(dy) - radius
+    rows, columns = np.nonzero(total <= total.min())
+    shortest = np.argmin(np.maximum(np.abs(rows - radius), np.abs(columns - radius)))
+    return int(columns[shortest]) - radius, int(rows[shortest]) - radius
 
 
 SPREAD_CELLS = 10  # tiles are chosen from every cell of a SPREAD_CELLS x SPREAD_CELLS grid of the crop

@@ -9,8 +9,8 @@ from cropnet.images import ImageHeader, image_header, load_image
 from cropnet.quantization import (
     WHOLE_PIXELS,
     WINDOW,
+    EncodingTest,
     FileSet,
-    encoding_gap,
     encodings_comparable,
     luma_table,
     step_energy,
@@ -32,7 +32,7 @@ def save(folder, name: str, pixels: np.ndarray, quality: int | None = None, **op
 
 def gap_of_files(original_path: str, crop_path: str, top_left: tuple[int, int]) -> float:
     original, crop = load_image(original_path, grey=True), load_image(crop_path, grey=True)
-    return encoding_gap(original, crop, top_left, image_header(original_path), image_header(crop_path))
+    return EncodingTest(original, crop, top_left, image_header(original_path), image_header(crop_path)).gap(*top_left)
 
 
 def test_the_header_gives_the_luma_table_row_by_row(tmp_path):
