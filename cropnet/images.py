@@ -29,6 +29,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 100_000_000  # a 12-megapixel phone photo is far below; a memory bomb is not
 MIN_SIDE = 8  # px; below this there is nothing to compare
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on this
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes without colour
 
 # A half-written JPEG must be an error, not a picture padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -183,6 +184,9 @@ class ImageHeader(NamedTuple):
     # as stored: not turned by EXIF, luma at full resolution, colour kept as YCbCr or grey. Else None.
     # `quantization.EncodingTest` reads it.
     luma_table: tuple[int, ...] | None = None
+    # The file holds colour (RGB, CMYK, a palette): the colour check (`colour`) compares it. A grey file has
+    # none to compare: a grey crop of a colour original is answered from its luma alone.
+    colour: bool = True
 
 
 def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
@@ -197,7 +201,8 @@ def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
         orientation = 1 if image.format == "PNG" and "exif" not in image.info else exif_orientation(image)
         turned = orientation in QUARTER_TURNS
         table = jpeg_luma_table(image) if orientation == 1 else None
-        return ImageHeader((height, width) if turned else (width, height), lossless, table)
+        return ImageHeader((height, width) if turned else (width, height), lossless, table,
+                           image.mode not in GREY_MODES)
 
 
 def jpeg_luma_table(image: Image.Image) -> tuple[int, ...] | None:

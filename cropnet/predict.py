@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from .colour import SCALE, ColourView, colour_gap, colour_places, colour_view
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_view, load_image
 from .quantization import EncodingTest, encodings_comparable, step_energy
-from .verify import PairMatch, PreparedCrop, VerifyConfig, match_pair, to_grey
+from .verify import PairMatch, PreparedCrop, VerifyConfig, locate_near, match_pair, same_depth, to_grey
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
     import torch
@@ -157,9 +158,17 @@ READ_AHEAD = 2  # pairs a batch (`predict_many`) reads ahead of the one it answe
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
+# Places the colour search (`colour.colour_places`) hands to verification when an ambiguous answer's colour
+# disagrees: a flat crop fits many places alike, and the first that fits in colour too is as good as any.
+COLOUR_PLACES = 8
+# Reads both images in colour, reduced by `colour.SCALE`: (a, b), None for an image with no colour.
+ColourReader = Callable[[], tuple[ColourView | None, ColourView | None]]
+
+
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
                     verify_config: VerifyConfig = VerifyConfig(), prepared: PreparedCrop | None = None,
-                    headers: tuple[ImageHeader, ImageHeader] | None = None) -> Prediction:
+                    headers: tuple[ImageHeader, ImageHeader] | None = None,
+                    colour: ColourReader | None = None) -> Prediction:
     """Answer from the pixels alone: full search in every order the sizes allow, verified at full resolution.
 
     With a network `proposal` (hybrid), its order is tried first and the search
@@ -168,7 +177,12 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `headers`: what the files' headers say of how they keep their pixels (`images.ImageHeader`). Two
     lossless files are held to rounding (`VerifyConfig.lossless`); where one is a JPEG, an ambiguous
     answer on a smooth crop must also leave the two files room for one picture (`answer_encoding_gap`).
+    `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default from
+    `a` and `b` themselves, when they are RGB.
     """
+    if colour is None:
+        def colour() -> tuple[ColourView | None, ColourView | None]:
+            return colour_view(a, scale=SCALE), colour_view(b, scale=SCALE)
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
@@ -181,13 +195,17 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
     match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
+    match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
     gap = answer_encoding_gap(match, a, b, headers, verify_config)
     if gap is not None and gap > verify_config.max_encoding_gap and match.searched == "proposal":
         # The window's smooth answer can be another place the crop fits about as well, where its files
         # disagree: as when nothing in the window verifies, the whole original is searched.
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, prepared=prepared)
+        match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
         gap = answer_encoding_gap(match, a, b, headers, verify_config)
     scores["verification"] = match.score
+    if colour_difference is not None:
+        scores["colour_gap"] = colour_difference
     method, searched = ("classic", None) if proposal is None else ("hybrid", match.searched)
     if gap is not None:
         scores["encoding_gap"] = gap
@@ -195,6 +213,38 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             return Prediction(names[0], names[1], False, None, None, method, scores, searched=searched)
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, method, scores,
                       match.ambiguous, match.candidates, searched=searched)
+
+
+def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: ColourReader,
+                     config: VerifyConfig, prepared: PreparedCrop | None = None) -> tuple[PairMatch, float | None]:
+    """An ambiguous answer checked in colour (see `colour`), and the colour gap at it (None where the
+    check does not apply: a sure answer, no answer, an image without colour).
+
+    Within `VerifyConfig.max_colour_gap` the answer stands. Else the crop's luma fits there but its
+    colour does not: it is sought where both fit (`colour_places`, each verified in luma at full
+    resolution within a reduced px or two), and the first that also passes the colour check is the
+    answer, still ambiguous; where none does, the pair is not paired.
+    """
+    if not (match.paired and match.ambiguous):
+        return match, None
+    view_a, view_b = colour()
+    original_view, crop_view = (view_b, view_a) if match.swapped else (view_a, view_b)
+    if original_view is None or crop_view is None:
+        return match, None
+    gap = colour_gap(original_view, crop_view, match.top_left)
+    if gap <= config.max_colour_gap:
+        return match, gap
+    original, crop = same_depth(*((to_grey(b), to_grey(a)) if match.swapped else (to_grey(a), to_grey(b))))
+    if prepared is None or prepared.crop is not crop:
+        prepared = PreparedCrop(crop, config)
+    radius = 2 + int(np.ceil(1 / min(original_view.scales)))
+    for x, y in colour_places(original_view, crop_view, COLOUR_PLACES):
+        found = locate_near(original, prepared, (x, y, radius), config)
+        if found.found:
+            there = colour_gap(original_view, crop_view, found.top_left)
+            if there <= config.max_colour_gap:
+                return PairMatch(True, match.swapped, found.top_left, found.score, True, found.candidates), there
+    return PairMatch(False, None, None, match.score), gap
 
 
 def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
@@ -523,7 +573,7 @@ class Predictor:
         sizes = tuple(header.size for header in headers)
         if self.method == "classic":
             a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-            return LoadedPair(names, a, b, prepared, headers=headers)
+            return LoadedPair(names, a, b, prepared, headers=headers, max_pixels=max_pixels)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -543,17 +593,19 @@ class Predictor:
                                                 view_scales=from_decode)
         view = tuple(made_view if future is None else future.result()
                      for future, made_view in zip(separate, made, strict=True))
-        return LoadedPair(names, a, b, prepared, view, sizes, headers)
+        return LoadedPair(names, a, b, prepared, view, sizes, headers, max_pixels)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
+        colour = read_colour(pair.names, pair.headers, pair.max_pixels) if pair.headers else None
         if self.method == "classic":
-            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, headers=pair.headers)
+            return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, headers=pair.headers,
+                                   colour=colour)
         proposal = self.propose(*pair.view, pair.sizes)
         if self.method == "net":
             return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
         return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared,
-                               headers=pair.headers)
+                               headers=pair.headers, colour=colour)
 
 
 @dataclass
@@ -567,6 +619,16 @@ class LoadedPair:
     view: tuple[np.ndarray, np.ndarray] | None = None  # the network's view: RGB reduced by `network_scales`
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
     headers: tuple[ImageHeader, ImageHeader] | None = None  # how each file keeps its pixels (see `predict_classic`)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the limit the files were read under (read again in colour: `read_colour`)
+
+
+def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader], max_pixels: int) -> ColourReader:
+    """A `ColourReader` of two files: each read again in colour, reduced (a JPEG by DCT scaling), only
+    when an answer needs it; None for a file without colour."""
+    def read() -> tuple[ColourView | None, ColourView | None]:
+        return tuple(colour_view(load_image(path, max_pixels, scale=SCALE), header.size) if header.colour else None
+                     for path, header in zip(paths, headers, strict=True))
+    return read
 
 
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:

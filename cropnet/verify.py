@@ -91,6 +91,9 @@ class VerifyConfig:
     # of the training photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one).
     max_encoding_gap: float = 0.15
     encoding_test_energy: float = 16.0
+    # Chroma levels the crop's mean colour over any of its regions may differ from the original's under it,
+    # for an ambiguous answer (`colour.colour_gap`; applied by `predict.answer_in_colour`).
+    max_colour_gap: float = 8.0
 
 
 @dataclass
@@ -224,9 +227,7 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     if crop.shape == original.shape:
         return verify_candidates(original, tests, [(0, 0, 0.0)], config)
     if hint is not None:
-        share = config.window_give_up_share
-        candidates, _ = search(original, prepared, config, window=hint, give_up_share=share)
-        match = verify_candidates(original, tests, candidates, config, give_up_share=share)
+        match = locate_near(original, prepared, hint, config)
         if match.found:
             match.searched = "proposal"
             return match
@@ -237,6 +238,18 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
         # search again with the crop at every phase (see `search`).
         match = verify_candidates(original, tests, search(original, prepared, config, phased=True)[0], config)
     return match
+
+
+def locate_near(original: np.ndarray, prepared: PreparedCrop, window: tuple[int, int, int],
+                config: VerifyConfig = VerifyConfig()) -> Match:
+    """`locate` within `window` (x, y, radius) alone: offsets within `radius` px of (x, y) are searched
+    and verified, the rest of the original is not. `original`: grey, of the prepared crop's depth.
+
+    Verification gives up on a candidate sooner than in a full search (`window_give_up_share`): a
+    true offset the window misses that way is found by the search that follows it, if any."""
+    share = config.window_give_up_share
+    candidates, _ = search(original, prepared, config, window=window, give_up_share=share)
+    return verify_candidates(original, prepared.tests, candidates, config, give_up_share=share)
 
 
 # ---------------------------------------------------------------- search

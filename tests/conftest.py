@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -88,3 +89,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def two_colour_field(height: int = 300, width: int = 400) -> np.ndarray:
+    """RGB of one luma (128) everywhere: reddish on the left half, bluish on the right, a greenish square
+    at (40, 40) of side 60 on the left half. Luma cannot tell them apart; colour can."""
+    ycrcb = np.empty((height, width, 3), np.uint8)
+    ycrcb[:, :] = (128, 160, 110)
+    ycrcb[:, width // 2:] = (128, 100, 150)
+    ycrcb[40:100, 40:100] = (128, 110, 100)
+    rgb = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
+    assert (cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) == 128).all()
+    return rgb

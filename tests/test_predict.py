@@ -8,14 +8,14 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from conftest import grainy_gradient, nearly_symmetric_photo, textured_photo
+from conftest import grainy_gradient, nearly_symmetric_photo, textured_photo, two_colour_field
 from PIL import Image
 
 from cropnet.errors import ImageError
 from cropnet.images import image_header, load_image
 from cropnet.predict import Predictor, Proposal, answer_encoding_gap, network_scales, predict_classic
 from cropnet.quantization import EncodingTest, step_energy
-from cropnet.verify import PairMatch, VerifyConfig
+from cropnet.verify import PairMatch, VerifyConfig, to_grey
 
 
 @pytest.fixture
@@ -449,3 +449,45 @@ def test_the_encoding_test_looks_where_the_pixels_fit_best_near_the_answer(tmp_p
     assert test.gap(120, 90) < 0.01 and test.gap(123, 88) > 2 * VerifyConfig().max_encoding_gap  # measured 0.61
     off = PairMatch(True, False, (123, 88), 1.0, ambiguous=True)
     assert answer_encoding_gap(off, original, crop, headers, VerifyConfig()) < 0.01
+
+
+def test_an_ambiguous_answer_is_placed_where_the_crops_colour_is_too(tmp_path):
+    # One luma everywhere: luma alone puts both crops at the same place; colour tells the halves apart.
+    original = two_colour_field()
+    left, right = original[150:190, 20:80], original[150:190, 300:360]
+    luma_only = [predict_classic(to_grey(original), to_grey(crop)) for crop in (left, right)]
+    assert all(answer.paired and answer.ambiguous for answer in luma_only)
+    assert luma_only[0].top_left == luma_only[1].top_left
+    # Within a few px of its half: a flat crop's corner is a guess, held to the colour gap's tolerance.
+    for crop, half in ((left, range(0, 200 - 60 + 4)), (right, range(200 - 3, 400 - 60 + 1))):
+        answer = predict_classic(original, crop)
+        assert answer.paired and answer.ambiguous and answer.top_left[0] in half
+        assert answer.scores["colour_gap"] <= VerifyConfig().max_colour_gap
+
+
+def test_a_smooth_crop_of_a_colour_the_original_lacks_is_no_crop(tmp_path):
+    original = two_colour_field()
+    elsewhere = np.full((40, 60, 3), (159, 101, 185), np.uint8)  # luma 128, purple: nowhere in the original
+    answer = predict_classic(original, elsewhere)
+    assert not answer.paired and answer.scores["colour_gap"] > VerifyConfig().max_colour_gap
+    # From files: a PNG as it is; a grey PNG has no colour to compare, and is answered from its luma.
+    Image.fromarray(original).save(tmp_path / "original.png")
+    Image.fromarray(elsewhere).save(tmp_path / "purple.png")
+    Image.fromarray(elsewhere).convert("L").save(tmp_path / "grey.png")
+    predictor = Predictor("classic")
+    assert not predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "purple.png")).paired
+    grey = predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "grey.png"))
+    assert grey.paired and "colour_gap" not in grey.scores
+    assert not image_header(tmp_path / "grey.png").colour and image_header(tmp_path / "purple.png").colour
+
+
+def test_colour_is_checked_from_jpeg_files_read_reduced(tmp_path):
+    original = two_colour_field()
+    Image.fromarray(original).save(tmp_path / "original.jpg", quality=40)
+    Image.fromarray(original[50:80, 55:90]).save(tmp_path / "green.jpg", quality=30)  # in the greenish square
+    Image.fromarray(np.full((30, 35, 3), (159, 101, 185), np.uint8)).save(tmp_path / "purple.jpg", quality=30)
+    predictor = Predictor("classic")
+    found = predictor.predict_files(str(tmp_path / "green.jpg"), str(tmp_path / "original.jpg"))
+    assert found.paired and found.swapped and found.ambiguous
+    assert 40 <= found.top_left[0] <= 100 - 35 and 40 <= found.top_left[1] <= 100 - 30
+    assert not predictor.predict_files(str(tmp_path / "original.jpg"), str(tmp_path / "purple.jpg")).paired
