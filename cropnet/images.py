@@ -87,17 +87,19 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
         return pixels if pixels is not None and grey and not displayed else as_array(image, grey, displayed)
 
 
-def load_grey_and_view(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-                       scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """`load_image(path, grey=True)` and `load_image(path, scale=scale)`, the same arrays, from one decode
-    when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB 36 MB at the
-    peak). A JPEG is decoded twice: its Y channel alone and a DCT-scaled RGB cost less than one full decode."""
+def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                        scales: tuple[float, ...] = ()) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """`load_image(path, grey=True)` and `load_image(path, scale=scale)` for each of `scales`, the same
+    arrays, from one decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and
+    its RGB 36 MB at the peak). A JPEG is decoded once for each: its Y channel alone and a DCT-scaled
+    RGB cost less than one full decode."""
     if is_jpeg(path):
-        return load_image(path, max_pixels, grey=True), load_image(path, max_pixels, scale=scale)
+        return load_image(path, max_pixels, grey=True), tuple(load_image(path, max_pixels, scale=s) for s in scales)
     with decoded(path, max_pixels) as (image, _, _):
         width, height = image.size  # as displayed
-        view_size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
-        return as_array(image, True, None), as_array(image, False, view_size)
+        sizes = [(max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
+                 for scale in scales]
+        return as_array(image, True, None), tuple(as_array(image, False, size) for size in sizes)
 
 
 @contextmanager

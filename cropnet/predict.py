@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .colour import SCALE, ColourView, colour_gap, colour_places, colour_view
+from .colour import SCALE as COLOUR_SCALE
+from .colour import ColourView, colour_gap, colour_places, colour_view
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_view, load_image
+from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_views, load_image
 from .quantization import EncodingTest, encodings_comparable, step_energy
 from .verify import PairMatch, PreparedCrop, VerifyConfig, locate_near, match_pair, same_depth, to_grey
 
@@ -182,7 +183,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     """
     if colour is None:
         def colour() -> tuple[ColourView | None, ColourView | None]:
-            return colour_view(a, scale=SCALE), colour_view(b, scale=SCALE)
+            return colour_view(a, scale=COLOUR_SCALE), colour_view(b, scale=COLOUR_SCALE)
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
@@ -571,9 +572,17 @@ class Predictor:
         names = (str(path_a), str(path_b))
         headers = image_header(path_a, max_pixels), image_header(path_b, max_pixels)  # bad files fail here, a's first
         sizes = tuple(header.size for header in headers)
+        # A file that is not a JPEG gives the colour check its reduced colour from the one decode it has
+        # anyway: read again only when an answer needed it, a 12-megapixel PNG would be decoded whole
+        # again (300 ms, 48 MB more at the peak). A JPEG is read again at the reduced size, cheaply.
+        jpegs = tuple(is_jpeg(path) for path in (path_a, path_b))
+        colour_scales = tuple(() if jpeg or not header.colour else (COLOUR_SCALE,)
+                              for jpeg, header in zip(jpegs, headers, strict=True))
         if self.method == "classic":
-            a, b, prepared, _ = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder)
-            return LoadedPair(names, a, b, prepared, headers=headers, max_pixels=max_pixels)
+            a, b, prepared, views = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
+                                                     view_scales=colour_scales)
+            colour = tuple(view[0] if view else None for view in views)
+            return LoadedPair(names, a, b, prepared, headers=headers, max_pixels=max_pixels, colour=colour)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
         if self.method == "net":
@@ -586,18 +595,20 @@ class Predictor:
         # hybrid: a JPEG's network view is decoded (DCT-scaled, cheaply) on a thread of its own while the
         # pair is decoded for verification; any other file's view is made from its one full decode.
         paths, scales = (path_a, path_b), (scale_a, scale_b)
-        separate = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if is_jpeg(path) else None
-                    for path, scale in zip(paths, scales, strict=True)]
-        from_decode = tuple(scale if future is None else None for scale, future in zip(scales, separate, strict=True))
+        separate = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if jpeg else None
+                    for path, scale, jpeg in zip(paths, scales, jpegs, strict=True)]
+        from_decode = tuple(() if jpeg else (scale, *colours)
+                            for scale, jpeg, colours in zip(scales, jpegs, colour_scales, strict=True))
         a, b, prepared, made = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
                                                 view_scales=from_decode)
-        view = tuple(made_view if future is None else future.result()
-                     for future, made_view in zip(separate, made, strict=True))
-        return LoadedPair(names, a, b, prepared, view, sizes, headers, max_pixels)
+        view = tuple(made_views[0] if future is None else future.result()
+                     for future, made_views in zip(separate, made, strict=True))
+        colour = tuple(made_views[1] if len(made_views) > 1 else None for made_views in made)
+        return LoadedPair(names, a, b, prepared, view, sizes, headers, max_pixels, colour)
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
-        colour = read_colour(pair.names, pair.headers, pair.max_pixels) if pair.headers else None
+        colour = read_colour(pair.names, pair.headers, pair.max_pixels, pair.colour) if pair.headers else None
         if self.method == "classic":
             return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, headers=pair.headers,
                                    colour=colour)
@@ -620,14 +631,18 @@ class LoadedPair:
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
     headers: tuple[ImageHeader, ImageHeader] | None = None  # how each file keeps its pixels (see `predict_classic`)
     max_pixels: int = DEFAULT_MAX_PIXELS  # the limit the files were read under (read again in colour: `read_colour`)
+    # RGB reduced by `colour.SCALE`, made while decoding a file that is not a JPEG (see `Predictor.load`)
+    colour: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
 
 
-def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader], max_pixels: int) -> ColourReader:
-    """A `ColourReader` of two files: each read again in colour, reduced (a JPEG by DCT scaling), only
-    when an answer needs it; None for a file without colour."""
+def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader], max_pixels: int,
+                kept: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> ColourReader:
+    """A `ColourReader` of two files: each file's reduced RGB as `kept`, else read again at that size (a
+    JPEG by DCT scaling) only when an answer needs it; None for a file without colour."""
     def read() -> tuple[ColourView | None, ColourView | None]:
-        return tuple(colour_view(load_image(path, max_pixels, scale=SCALE), header.size) if header.colour else None
-                     for path, header in zip(paths, headers, strict=True))
+        return tuple(None if not header.colour else colour_view(
+            rgb if rgb is not None else load_image(path, max_pixels, scale=COLOUR_SCALE), header.size)
+            for path, header, rgb in zip(paths, headers, kept, strict=True))
     return read
 
 
@@ -696,7 +711,7 @@ def net_answer(proposal: Proposal, names) -> Prediction:
 
 
 def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: ThreadPoolExecutor,
-                     verify_config: VerifyConfig = VerifyConfig(), view_scales: tuple = (None, None),
+                     verify_config: VerifyConfig = VerifyConfig(), view_scales: tuple = ((), ()),
                      ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None, tuple]:
     """Both images as grey arrays, and the search's preparation of the one that can be the crop.
 
@@ -706,9 +721,9 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     the crop and prepares everything the search needs from it. Same-size pairs (an
     identity test) and pairs where neither fits are simply decoded side by side.
 
-    An image given a scale in `view_scales` (a's, b's) also gives its RGB view reduced by it,
-    from the same decode (`load_grey_and_view`). Returns a, b, the preparation, and the two
-    views (None where no scale was given).
+    An image given scales in `view_scales` (a's, b's: tuples) also gives its RGB views reduced by
+    them, from the same decode (`load_grey_and_views`). Returns a, b, the preparation, and the two
+    images' tuples of views.
     """
     (width_a, height_a), (width_b, height_b) = sizes
     a_fits = width_a <= width_b and height_a <= height_b
@@ -717,10 +732,10 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     here = 1 if crop_index is None else crop_index  # decoded on this thread: the crop, or b
     paths = (path_a, path_b)
 
-    def read(index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if view_scales[index] is None:
-            return load_image(paths[index], max_pixels, grey=True), None
-        return load_grey_and_view(paths[index], max_pixels, view_scales[index])
+    def read(index: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        if not view_scales[index]:
+            return load_image(paths[index], max_pixels, grey=True), ()
+        return load_grey_and_views(paths[index], max_pixels, view_scales[index])
 
     pending = decoder.submit(read, 1 - here)
     try:

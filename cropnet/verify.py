@@ -33,8 +33,9 @@ crop whose only structure is a horizon), or several distinct offsets verify (a
 repeating pattern), the answer is `ambiguous`: the best offset found, not a proof
 that it is the only one.
 
-Colour is not compared: matching works on luma, where JPEG keeps full resolution.
-An edit that changes only colours is therefore not detected.
+Colour is not compared here: matching works on luma, where JPEG keeps full resolution.
+`predict` checks ambiguous answers in colour (`colour`); a sure answer whose colours alone
+were edited is still a crop.
 """
 
 from __future__ import annotations

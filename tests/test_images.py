@@ -4,7 +4,7 @@ from conftest import textured_photo
 from PIL import Image
 
 from cropnet.errors import ImageError
-from cropnet.images import MIN_SIDE, find_images, image_header, is_jpeg, load_grey_and_view, load_image, shrink
+from cropnet.images import MIN_SIDE, find_images, image_header, is_jpeg, load_grey_and_views, load_image, shrink
 
 
 def test_jpeg_and_png_load_as_rgb(tmp_path):
@@ -126,14 +126,16 @@ def test_image_size_reads_headers_with_exif_orientation(tmp_path):
 @pytest.mark.parametrize("name, mode, orientation", [("p.png", "RGB", 1), ("p.png", "RGBA", 1), ("p.png", "L", 6),
                                                      ("p.webp", "RGB", 8), ("p.jpg", "RGB", 6)])
 def test_grey_and_view_from_one_decode_are_what_two_loads_give(tmp_path, name, mode, orientation):
-    """hybrid's single decode of a non-JPEG file: the same luma and the same reduced RGB, pixel for pixel."""
+    """One decode of a non-JPEG file: the same luma and the same reduced RGB views (hybrid's network's, the
+    colour check's), pixel for pixel."""
     photo = Image.fromarray(textured_photo(3, 200, 150)).convert(mode)
     exif = Image.Exif()
     exif[0x0112] = orientation
     photo.save(tmp_path / name, exif=exif, **({"lossless": True} if name.endswith("webp") else {}))
-    grey, view = load_grey_and_view(tmp_path / name, scale=0.3)
+    grey, (view, quarter) = load_grey_and_views(tmp_path / name, scales=(0.3, 0.25))
     assert np.array_equal(grey, load_image(tmp_path / name, grey=True))
     assert np.array_equal(view, load_image(tmp_path / name, scale=0.3))
+    assert np.array_equal(quarter, load_image(tmp_path / name, scale=0.25))
     assert view.shape[:2] == ((60, 45) if orientation in (6, 8) else (45, 60))
     assert is_jpeg(tmp_path / name) == name.endswith("jpg")
 
