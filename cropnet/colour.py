@@ -3,16 +3,16 @@
 Verification compares luma (`verify`), where JPEG keeps full resolution. A smooth crop fits
 wherever the luma does: a patch of another picture's pale red fits a grey sky of the same
 brightness, and a flat crop of one colour region fits every region of equal luma, whatever its
-colour. Such answers are the ambiguous ones. For them both images are read again in colour,
-reduced to a quarter of their size (cheap for a JPEG: `SCALE`), and the
-crop's mean chroma over a grid of its regions is compared with the original's at the answer.
-Where they disagree, the crop is sought again where luma and colour fit together
-(`colour_places`), and verified there in luma at full resolution.
+colour. Such answers are the ambiguous ones. For them both images are read in colour at a
+quarter of their size (`FACTOR`), and the crop's mean chroma over a grid of its regions is
+compared with the original's at the answer. Where they disagree, the crop is sought again
+where luma and colour fit together (`colour_places`), and verified there in luma at full
+resolution.
 
 Chroma, not RGB: the crop's luma was verified already, and JPEG keeps chroma at half resolution
 and coarser steps, which region means average out. Means over regions, compared at the answer's
 exact fractional place in the reduced images (`region_means`), so the reduction costs no accuracy
-on smooth crops, the only ones checked. Numpy and OpenCV only. Measurements: docs/verification.md.
+on smooth crops, the only ones checked. Numpy, OpenCV and Pillow. Measurements: docs/verification.md.
 """
 
 from __future__ import annotations
@@ -21,43 +21,48 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .verify import lowest_minima
 
-# Both images are read at a quarter of their size: a JPEG decodes there cheaply, by DCT scaling (a
-# 12-megapixel one in about 25 ms, 2 MB, against 100 ms and 36 MB at full size). Not an eighth: libjpeg
-# makes each pixel there from its block's coefficients alone, and a true crop's region means, on its own
-# block grid, then differed from the original's by up to 6.4 chroma levels at colour edges (1.0 at a quarter).
-SCALE = 1 / 4
+# Both images are read at a quarter of their size, each pixel the mean of a 4 x 4 box: a JPEG decodes
+# there cheaply, by DCT scaling (a 12-megapixel one in 6-11 ms and 2 MB here, against about 100 ms and
+# 36 MB at full size; `images.load_reduced_colour`). Not an eighth: libjpeg makes each pixel there from
+# its block's coefficients alone, and a true crop's region means, on its own block grid, then differed
+# from the original's by up to 6.4 chroma levels at colour edges (1.0 at a quarter).
+FACTOR = 4
+# px between the phases the colour search tries (`colour_places`): 0 and 2 of 4, so that the crop's
+# own place is never more than a px off the boxes. All four cost twice as much and found nothing more
+# on the development sets.
+PHASE_STEP = 2
 MAX_REGIONS = 4  # per side of the crop's grid of regions
 MIN_REGION_SIDE = 4  # reduced px a region keeps: fewer regions for a smaller crop
 
 
 class ColourView(NamedTuple):
-    """An image reduced, as YCrCb, and the full size it was reduced from."""
+    """An image reduced by a whole factor, as YCrCb, and the full size it was reduced from."""
 
-    ycrcb: np.ndarray  # (h, w, 3) float32: luma, red and blue chroma, 0-255
+    ycrcb: np.ndarray  # (ceil(height / factor), ceil(width / factor), 3) float32: luma, red and blue chroma
     size: tuple[int, int]  # (width, height) at full resolution
+    factor: int  # each pixel is the mean of a factor x factor box (of what is left of one at the edges)
 
     @property
     def scales(self) -> tuple[float, float]:
-        """Reduced px per full-resolution px, (x, y): each side was rounded on its own."""
-        return self.ycrcb.shape[1] / self.size[0], self.ycrcb.shape[0] / self.size[1]
+        """Reduced px per full-resolution px, (x, y)."""
+        return 1 / self.factor, 1 / self.factor
 
 
-def colour_view(rgb: np.ndarray | None, size: tuple[int, int] | None = None, scale: float = 1.0) -> ColourView | None:
-    """The `ColourView` of an RGB array (reduced by `scale` here when it is not already): None for a
-    grey (2-D) array, which has no colour to compare. `size`: the full size the array was reduced
-    from, when it was (a file read at a reduced size); else the array's own."""
+def colour_view(rgb: np.ndarray | None, size: tuple[int, int] | None = None, factor: int = FACTOR
+                ) -> ColourView | None:
+    """The `ColourView` of an RGB array: reduced here by `factor` (box means, as `images.load_reduced_colour`
+    reads a file) when `size` is None; else already reduced by it from a picture of that (width, height).
+    None for a grey (2-D) array, which has no colour to compare."""
     if rgb is None or rgb.ndim != 3:
         return None
-    height, width = rgb.shape[:2]
     if size is None:
-        size = (width, height)
-        if scale < 1:
-            reduced = (max(1, round(width * scale)), max(1, round(height * scale)))
-            rgb = cv2.resize(np.ascontiguousarray(rgb), reduced, interpolation=cv2.INTER_AREA)
-    return ColourView(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb).astype(np.float32), size)
+        size = rgb.shape[1::-1]
+        rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).reduce(factor))
+    return ColourView(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb).astype(np.float32), size, factor)
 
 
 def colour_gap(original: ColourView, crop: ColourView, top_left: tuple[int, int]) -> float:
@@ -104,16 +109,42 @@ def region_means(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def colour_places(original: ColourView, crop: ColourView, count: int) -> list[tuple[int, int]]:
     """Up to `count` full-resolution corners where the crop fits the original best in luma and colour
-    together, searched on the reduced images (squared differences over the three channels; each
-    a reduced px or more from the others), best first. Off by up to a reduced px: the caller
-    searches each one's neighbourhood at full resolution."""
-    scale_x, scale_y = original.scales
-    # The crop at the original's reduction (each was rounded to whole px on its own).
-    size = (max(1, round(crop.size[0] * scale_x)), max(1, round(crop.size[1] * scale_y)))
-    template = cv2.resize(crop.ycrcb, size, interpolation=cv2.INTER_AREA)
-    if template.shape[0] > original.ycrcb.shape[0] or template.shape[1] > original.ycrcb.shape[1]:
-        return []
-    residual = cv2.matchTemplate(original.ycrcb, template, cv2.TM_SQDIFF)
+    together, best first, each `factor` px or more from the others: squared differences over the
+    three channels of the reduced images, with the crop at several phases its corner can have
+    against the original's boxes.
+
+    A reduced pixel of the crop averages other pixels than the original's box under it unless the
+    corner is a multiple of the factor: at a colour edge the crop's own place can then fit worse than
+    a flat region of about its colour (a flat-art true crop, its corner 2 px off the boxes both ways,
+    was lost that way). For each phase (px, py) of `PHASES`, the crop's reduced pixels are resampled
+    px / factor, py / factor of a pixel further on (bilinear: about the boxes of the crop without its
+    first px columns and py rows), and a match at box (k, l) is the corner (k * factor - px,
+    l * factor - py): within a px of the crop's place when it is there. The caller searches each
+    one's neighbourhood at full resolution.
+    """
+    factor = original.factor
     max_x, max_y = original.size[0] - crop.size[0], original.size[1] - crop.size[1]
-    return [(min(max_x, round(x / scale_x)), min(max_y, round(y / scale_y)))
-            for x, y in lowest_minima(residual, count, 1)]
+    planes = [np.ascontiguousarray(original.ycrcb[:, :, channel]) for channel in range(3)]
+    found = []  # (mean squared residual, x, y)
+    for phase_y in range(0, factor, PHASE_STEP):
+        for phase_x in range(0, factor, PHASE_STEP):
+            size = ((crop.size[0] - phase_x) // factor, (crop.size[1] - phase_y) // factor)
+            if min(size) < 1 or size[0] > planes[0].shape[1] or size[1] > planes[0].shape[0]:
+                continue
+            further = np.float32([[1, 0, phase_x / factor], [0, 1, phase_y / factor]])
+            template = cv2.warpAffine(crop.ycrcb, further, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                      borderMode=cv2.BORDER_REPLICATE)
+            # Plane by plane: OpenCV's three-channel matchTemplate took three times as long as three of one.
+            residual = sum(cv2.matchTemplate(plane, np.ascontiguousarray(template[:, :, channel]), cv2.TM_SQDIFF)
+                           for channel, plane in enumerate(planes)) / template.size
+            for x, y in lowest_minima(residual, count, 1):
+                corner = (x * factor - phase_x, y * factor - phase_y)
+                if 0 <= corner[0] <= max_x and 0 <= corner[1] <= max_y:
+                    found.append((float(residual[y, x]), *corner))
+    places = []
+    for _, x, y in sorted(found):
+        if all(max(abs(x - kept_x), abs(y - kept_y)) >= factor for kept_x, kept_y in places):
+            places.append((x, y))
+            if len(places) == count:
+                break
+    return places

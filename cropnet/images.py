@@ -88,32 +88,63 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
 
 
 def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-                        scales: tuple[float, ...] = ()) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """`load_image(path, grey=True)` and `load_image(path, scale=scale)` for each of `scales`, the same
-    arrays, from one decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and
-    its RGB 36 MB at the peak). A JPEG is decoded once for each: its Y channel alone and a DCT-scaled
-    RGB cost less than one full decode."""
+                        scales: tuple[float, ...] = (), colour_factor: int | None = None,
+                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]:
+    """`load_image(path, grey=True)`, `load_image(path, scale=scale)` for each of `scales`, and with
+    `colour_factor` `load_reduced_colour(path, factor=colour_factor)` (else None): the same arrays, from
+    one decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB
+    36 MB at the peak). A JPEG is decoded once for each: its Y channel alone and a DCT-scaled RGB cost
+    less than one full decode."""
     if is_jpeg(path):
-        return load_image(path, max_pixels, grey=True), tuple(load_image(path, max_pixels, scale=s) for s in scales)
+        colour = load_reduced_colour(path, max_pixels, colour_factor) if colour_factor else None
+        views = tuple(load_image(path, max_pixels, scale=scale) for scale in scales)
+        return load_image(path, max_pixels, grey=True), views, colour
     with decoded(path, max_pixels) as (image, _, _):
         width, height = image.size  # as displayed
         sizes = [(max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
                  for scale in scales]
-        return as_array(image, True, None), tuple(as_array(image, False, size) for size in sizes)
+        colour = box_reduced(image, colour_factor) if colour_factor else None
+        return as_array(image, True, None), tuple(as_array(image, False, size) for size in sizes), colour
+
+
+def load_reduced_colour(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, factor: int = 4) -> np.ndarray:
+    """The image as displayed, RGB, reduced by the whole `factor`: each pixel the mean of a `factor` x
+    `factor` box (of what is left of one at the right and bottom edges), ceil(side / factor) px a side.
+    A JPEG decodes straight to it (libjpeg's DCT scaling, for a factor of 2, 4 or 8); any other file is
+    decoded and reduced by Pillow (`Image.reduce`, which makes no intermediate image: a bilinear resize of
+    a 12-megapixel picture took 36 ms and 12 MB more, its box reduction 6 ms)."""
+    with decoded(path, max_pixels, box_factor=factor) as (image, reduced, _):
+        return to_rgb(image) if image.size == reduced else box_reduced(image, factor)  # else decoded in full
+
+
+def box_reduced(image: Image.Image, factor: int) -> np.ndarray:
+    """A decoded image as RGB (by `to_rgb`'s rules), reduced by Pillow's box averages of `factor` x `factor`."""
+    if image.mode not in ("RGB", "L"):  # transparency, palettes, CMYK, 16 bits: converted first, as load_image does
+        image = Image.fromarray(to_rgb(image))
+    return to_rgb(image.reduce(factor))
 
 
 @contextmanager
-def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey: bool = False, scale: float = 1.0):
+def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey: bool = False, scale: float = 1.0,
+            box_factor: int | None = None):
     """The Pillow image of `path`, decoded and turned as displayed, the size (as displayed) `scale`
     reduces it to (None at full size), and a JPEG's luma as an array when it was decoded straight
-    into one (`decode_into_array`; else None). A JPEG decodes only what `grey` and `scale` need."""
+    into one (`decode_into_array`; else None). A JPEG decodes only what `grey` and `scale` need.
+
+    With `box_factor` (2, 4 or 8) instead of a scale, the size yielded is ceil(side / box_factor),
+    and a JPEG decodes straight to it, each pixel about the mean of its box (libjpeg's DCT scaling:
+    Pillow picks the scale by whole division of the size asked, so it is asked side // box_factor)."""
     with open_image(path, max_pixels) as image:
         width, height = image.size
         if min(width, height) < MIN_SIDE:
             raise ImageError(f"{path}: {width}x{height} is too small (each side must be at least {MIN_SIDE} px)")
         reduced = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
-        if image.format == "JPEG" and (grey or reduced):
-            image.draft("L" if grey else None, reduced)  # the output colour space, and a size at least `reduced`
+        asked = reduced
+        if box_factor:
+            reduced = (-(-width // box_factor), -(-height // box_factor))
+            asked = (width // box_factor, height // box_factor)
+        if image.format == "JPEG" and (grey or asked):
+            image.draft("L" if grey else None, asked)  # the output colour space, and a size at least `asked`
         pixels = decode_into_array(image) if image.format == "JPEG" and image.mode == "L" else None
         image.load()  # nothing left to do when decoded into the array
         orientation = exif_orientation(image)

@@ -19,11 +19,19 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .colour import SCALE as COLOUR_SCALE
+from .colour import FACTOR as COLOUR_FACTOR
 from .colour import ColourView, colour_gap, colour_places, colour_view
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
-from .images import DEFAULT_MAX_PIXELS, ImageHeader, image_header, is_jpeg, load_grey_and_views, load_image
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    ImageHeader,
+    image_header,
+    is_jpeg,
+    load_grey_and_views,
+    load_image,
+    load_reduced_colour,
+)
 from .quantization import EncodingTest, encodings_comparable, step_energy
 from .verify import PairMatch, PreparedCrop, VerifyConfig, locate_near, match_pair, same_depth, to_grey
 
@@ -162,7 +170,11 @@ PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around th
 # Places the colour search (`colour.colour_places`) hands to verification when an ambiguous answer's colour
 # disagrees: a flat crop fits many places alike, and the first that fits in colour too is as good as any.
 COLOUR_PLACES = 8
-# Reads both images in colour, reduced by `colour.SCALE`: (a, b), None for an image with no colour.
+# px around each such place searched in luma (`verify.locate_near`). The place is about exact, but the window
+# search drops minima on its own edge (there the residual still falls outward), and a smooth crop's luma
+# minimum can lie a few px off: 4 px lost a flat-art crop that 16 (4 coarse px at most) found.
+COLOUR_WINDOW = 16
+# Reads both images in colour, reduced by `colour.FACTOR`: (a, b), None for an image with no colour.
 ColourReader = Callable[[], tuple[ColourView | None, ColourView | None]]
 
 
@@ -183,7 +195,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     """
     if colour is None:
         def colour() -> tuple[ColourView | None, ColourView | None]:
-            return colour_view(a, scale=COLOUR_SCALE), colour_view(b, scale=COLOUR_SCALE)
+            return colour_view(a), colour_view(b)
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
@@ -222,8 +234,8 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     check does not apply: a sure answer, no answer, an image without colour).
 
     Within `VerifyConfig.max_colour_gap` the answer stands. Else the crop's luma fits there but its
-    colour does not: it is sought where both fit (`colour_places`, each verified in luma at full
-    resolution within a reduced px or two), and the first that also passes the colour check is the
+    colour does not: it is sought where both fit (`colour_places`, each searched and verified in luma
+    at full resolution within `COLOUR_WINDOW` px), and the first that also passes the colour check is the
     answer, still ambiguous; where none does, the pair is not paired.
     """
     if not (match.paired and match.ambiguous):
@@ -238,9 +250,8 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     original, crop = same_depth(*((to_grey(b), to_grey(a)) if match.swapped else (to_grey(a), to_grey(b))))
     if prepared is None or prepared.crop is not crop:
         prepared = PreparedCrop(crop, config)
-    radius = 2 + int(np.ceil(1 / min(original_view.scales)))
     for x, y in colour_places(original_view, crop_view, COLOUR_PLACES):
-        found = locate_near(original, prepared, (x, y, radius), config)
+        found = locate_near(original, prepared, (x, y, COLOUR_WINDOW), config)
         if found.found:
             there = colour_gap(original_view, crop_view, found.top_left)
             if there <= config.max_colour_gap:
@@ -576,12 +587,11 @@ class Predictor:
         # anyway: read again only when an answer needed it, a 12-megapixel PNG would be decoded whole
         # again (300 ms, 48 MB more at the peak). A JPEG is read again at the reduced size, cheaply.
         jpegs = tuple(is_jpeg(path) for path in (path_a, path_b))
-        colour_scales = tuple(() if jpeg or not header.colour else (COLOUR_SCALE,)
-                              for jpeg, header in zip(jpegs, headers, strict=True))
+        colour_factors = tuple(None if jpeg or not header.colour else COLOUR_FACTOR
+                               for jpeg, header in zip(jpegs, headers, strict=True))
         if self.method == "classic":
-            a, b, prepared, views = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
-                                                     view_scales=colour_scales)
-            colour = tuple(view[0] if view else None for view in views)
+            a, b, prepared, _, colour = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
+                                                         colour_factors=colour_factors)
             return LoadedPair(names, a, b, prepared, headers=headers, max_pixels=max_pixels, colour=colour)
         config = self.model.config
         scale_a, scale_b = network_scales(sizes, config.input_size, config.fit)
@@ -597,13 +607,11 @@ class Predictor:
         paths, scales = (path_a, path_b), (scale_a, scale_b)
         separate = [self.viewer.submit(load_image, path, max_pixels, scale=scale) if jpeg else None
                     for path, scale, jpeg in zip(paths, scales, jpegs, strict=True)]
-        from_decode = tuple(() if jpeg else (scale, *colours)
-                            for scale, jpeg, colours in zip(scales, jpegs, colour_scales, strict=True))
-        a, b, prepared, made = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
-                                                view_scales=from_decode)
-        view = tuple(made_views[0] if future is None else future.result()
-                     for future, made_views in zip(separate, made, strict=True))
-        colour = tuple(made_views[1] if len(made_views) > 1 else None for made_views in made)
+        from_decode = tuple(None if jpeg else scale for scale, jpeg in zip(scales, jpegs, strict=True))
+        a, b, prepared, made, colour = load_and_prepare(path_a, path_b, sizes, max_pixels, self.decoder,
+                                                        view_scales=from_decode, colour_factors=colour_factors)
+        view = tuple(made_view if future is None else future.result()
+                     for future, made_view in zip(separate, made, strict=True))
         return LoadedPair(names, a, b, prepared, view, sizes, headers, max_pixels, colour)
 
     def answer(self, pair: LoadedPair) -> Prediction:
@@ -631,7 +639,7 @@ class LoadedPair:
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
     headers: tuple[ImageHeader, ImageHeader] | None = None  # how each file keeps its pixels (see `predict_classic`)
     max_pixels: int = DEFAULT_MAX_PIXELS  # the limit the files were read under (read again in colour: `read_colour`)
-    # RGB reduced by `colour.SCALE`, made while decoding a file that is not a JPEG (see `Predictor.load`)
+    # RGB reduced by `colour.FACTOR`, made while decoding a file that is not a JPEG (see `Predictor.load`)
     colour: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
 
 
@@ -641,7 +649,7 @@ def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader]
     JPEG by DCT scaling) only when an answer needs it; None for a file without colour."""
     def read() -> tuple[ColourView | None, ColourView | None]:
         return tuple(None if not header.colour else colour_view(
-            rgb if rgb is not None else load_image(path, max_pixels, scale=COLOUR_SCALE), header.size)
+            rgb if rgb is not None else load_reduced_colour(path, max_pixels, COLOUR_FACTOR), header.size)
             for path, header, rgb in zip(paths, headers, kept, strict=True))
     return read
 
@@ -711,8 +719,9 @@ def net_answer(proposal: Proposal, names) -> Prediction:
 
 
 def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: ThreadPoolExecutor,
-                     verify_config: VerifyConfig = VerifyConfig(), view_scales: tuple = ((), ()),
-                     ) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None, tuple]:
+                     verify_config: VerifyConfig = VerifyConfig(), view_scales: tuple = (None, None),
+                     colour_factors: tuple = (None, None)) -> tuple[np.ndarray, np.ndarray, PreparedCrop | None,
+                                                                    tuple, tuple]:
     """Both images as grey arrays, and the search's preparation of the one that can be the crop.
 
     Decoding the original is most of a pair's time. The sizes (from the headers,
@@ -721,9 +730,10 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     the crop and prepares everything the search needs from it. Same-size pairs (an
     identity test) and pairs where neither fits are simply decoded side by side.
 
-    An image given scales in `view_scales` (a's, b's: tuples) also gives its RGB views reduced by
-    them, from the same decode (`load_grey_and_views`). Returns a, b, the preparation, and the two
-    images' tuples of views.
+    An image given a scale in `view_scales` (a's, b's) also gives its RGB view reduced by it, and
+    one given a factor in `colour_factors` its box-reduced RGB, from the same decode
+    (`load_grey_and_views`). Returns a, b, the preparation, the two views and the two reduced RGBs
+    (None where not asked).
     """
     (width_a, height_a), (width_b, height_b) = sizes
     a_fits = width_a <= width_b and height_a <= height_b
@@ -732,20 +742,22 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     here = 1 if crop_index is None else crop_index  # decoded on this thread: the crop, or b
     paths = (path_a, path_b)
 
-    def read(index: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        if not view_scales[index]:
-            return load_image(paths[index], max_pixels, grey=True), ()
-        return load_grey_and_views(paths[index], max_pixels, view_scales[index])
+    def read(index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        if view_scales[index] is None and colour_factors[index] is None:
+            return load_image(paths[index], max_pixels, grey=True), None, None
+        scales = () if view_scales[index] is None else (view_scales[index],)
+        grey, views, colour = load_grey_and_views(paths[index], max_pixels, scales, colour_factors[index])
+        return grey, views[0] if views else None, colour
 
     pending = decoder.submit(read, 1 - here)
     try:
-        crop, crop_view = read(here)
+        crop, crop_view, crop_colour = read(here)
         prepared = None if crop_index is None else PreparedCrop(crop, verify_config)
     finally:
-        original, original_view = pending.result()  # a second error is the original's, and it surfaces here
+        original, original_view, original_colour = pending.result()  # a second error is the original's
     if here == 0:
-        return crop, original, prepared, (crop_view, original_view)
-    return original, crop, prepared, (original_view, crop_view)
+        return crop, original, prepared, (crop_view, original_view), (crop_colour, original_colour)
+    return original, crop, prepared, (original_view, crop_view), (original_colour, crop_colour)
 
 
 def read_pairs(stream) -> list[dict]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from conftest import textured_photo, two_colour_field
 
-from cropnet.colour import SCALE, ColourView, colour_gap, colour_places, colour_view, region_means
+from cropnet.colour import ColourView, colour_gap, colour_places, colour_view, region_means
 
 
 def test_region_means_weigh_pixels_by_the_share_of_them_a_fractional_box_covers():
@@ -28,31 +29,42 @@ def test_a_crop_at_its_place_has_no_colour_gap_and_a_recoloured_one_has(photo_si
     original = textured_photo(5, *photo_size)
     x, y, width, height = 123, 57, 150, 100
     crop = original[y:y + height, x:x + width]
-    original_view, crop_view = colour_view(original, scale=SCALE), colour_view(crop, scale=SCALE)
+    original_view, crop_view = colour_view(original), colour_view(crop)
     assert colour_gap(original_view, crop_view, (x, y)) < 1.0  # reduced, at a place off their grid
     # The same luma, red and blue chroma swapped: a recoloured crop.
     ycrcb = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
     recoloured = cv2.cvtColor(ycrcb[:, :, [0, 2, 1]], cv2.COLOR_YCrCb2RGB)
-    assert colour_gap(original_view, colour_view(recoloured, scale=SCALE), (x, y)) > 8.0
+    assert colour_gap(original_view, colour_view(recoloured), (x, y)) > 8.0
 
 
 def test_a_part_that_differs_is_not_averaged_away():
     original = two_colour_field()
     crop = original[150:230, 60:180].copy()
     crop[:20, :30] = original[0, -1]  # one corner region bluish
-    views = colour_view(original, scale=SCALE), colour_view(crop, scale=SCALE)
+    views = colour_view(original), colour_view(crop)
     assert colour_gap(*views, (60, 150)) > 30.0
-    assert colour_gap(views[0], colour_view(original[150:230, 60:180], scale=SCALE), (60, 150)) < 0.5
+    assert colour_gap(views[0], colour_view(original[150:230, 60:180]), (60, 150)) < 0.5
 
 
 def test_grey_arrays_have_no_colour_view():
     assert colour_view(np.zeros((10, 10), np.uint8)) is None
-    view = colour_view(np.zeros((10, 12, 3), np.uint8), size=(48, 40))
-    assert isinstance(view, ColourView) and view.scales == (0.25, 0.25)
+    view = colour_view(np.zeros((10, 12, 3), np.uint8), size=(47, 40))
+    assert isinstance(view, ColourView) and view.scales == (0.25, 0.25) and view.size == (47, 40)
+    reduced = colour_view(np.zeros((41, 47, 3), np.uint8))  # reduced here: whole boxes of 4, and what is left
+    assert reduced.ycrcb.shape == (11, 12, 3) and reduced.size == (47, 41)
 
 
 def test_the_colour_search_finds_the_region_of_the_crops_colour():
     original = two_colour_field()
     crop = original[50:80, 55:90]  # inside the greenish square
-    places = colour_places(colour_view(original, scale=SCALE), colour_view(crop, scale=SCALE), 4)
+    places = colour_places(colour_view(original), colour_view(crop), 4)
     assert places and all(40 - 4 <= x <= 100 - 35 + 4 and 40 - 4 <= y <= 100 - 30 + 4 for x, y in places)
+
+
+@pytest.mark.parametrize("corner", [(120, 56), (123, 57), (121, 59)])
+def test_the_colour_search_puts_the_corner_within_a_px_whatever_its_phase_against_the_boxes(corner):
+    original = textured_photo(6, 300, 200)
+    x, y = corner
+    crop = original[y:y + 60, x:x + 80]
+    places = colour_places(colour_view(original), colour_view(crop), 3)
+    assert max(abs(places[0][0] - x), abs(places[0][1] - y)) <= 1  # phases 0 and 2 of the boxes of 4

@@ -4,7 +4,16 @@ from conftest import textured_photo
 from PIL import Image
 
 from cropnet.errors import ImageError
-from cropnet.images import MIN_SIDE, find_images, image_header, is_jpeg, load_grey_and_views, load_image, shrink
+from cropnet.images import (
+    MIN_SIDE,
+    find_images,
+    image_header,
+    is_jpeg,
+    load_grey_and_views,
+    load_image,
+    load_reduced_colour,
+    shrink,
+)
 
 
 def test_jpeg_and_png_load_as_rgb(tmp_path):
@@ -132,10 +141,11 @@ def test_grey_and_view_from_one_decode_are_what_two_loads_give(tmp_path, name, m
     exif = Image.Exif()
     exif[0x0112] = orientation
     photo.save(tmp_path / name, exif=exif, **({"lossless": True} if name.endswith("webp") else {}))
-    grey, (view, quarter) = load_grey_and_views(tmp_path / name, scales=(0.3, 0.25))
+    grey, (view, smaller), colour = load_grey_and_views(tmp_path / name, scales=(0.3, 0.2), colour_factor=4)
     assert np.array_equal(grey, load_image(tmp_path / name, grey=True))
     assert np.array_equal(view, load_image(tmp_path / name, scale=0.3))
-    assert np.array_equal(quarter, load_image(tmp_path / name, scale=0.25))
+    assert np.array_equal(smaller, load_image(tmp_path / name, scale=0.2))
+    assert np.array_equal(colour, load_reduced_colour(tmp_path / name, factor=4))
     assert view.shape[:2] == ((60, 45) if orientation in (6, 8) else (45, 60))
     assert is_jpeg(tmp_path / name) == name.endswith("jpg")
 
@@ -157,3 +167,18 @@ def test_only_8_bit_pngs_without_a_palette_count_as_lossless(tmp_path):
              "grey16.png")
     assert [name for name in names if image_header(tmp_path / name).lossless] == ["colour.png", "alpha.png", "grey.png",
                                                                         "grey-alpha.png"]
+
+
+def test_reduced_colour_is_box_means_and_a_jpeg_decodes_close_to_them(tmp_path):
+    photo = textured_photo(4, 203, 150)  # sides not multiples of 4: the last boxes are partial
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    Image.fromarray(photo).save(tmp_path / "p.jpg", quality=95, subsampling=0)
+    boxes = load_reduced_colour(tmp_path / "p.png", factor=4)
+    assert boxes.shape == (38, 51, 3)
+    # Pillow's box means: whole boxes exactly (to rounding), partial ones over the pixels they have.
+    whole = photo[:148, :200].reshape(37, 4, 50, 4, 3).mean(axis=(1, 3))
+    assert np.abs(boxes[:37, :50] - whole).max() <= 0.5 + 1e-9
+    assert np.abs(boxes[:37, 50] - photo[:148, 200:].reshape(37, 4, 3, 3).mean(axis=(1, 2))).max() <= 0.5 + 1e-9
+    from_jpeg = load_reduced_colour(tmp_path / "p.jpg", factor=4)  # DCT scaling, not decoded in full
+    assert from_jpeg.shape == boxes.shape
+    assert np.abs(from_jpeg.astype(float) - boxes).mean() < 2.0
