@@ -23,63 +23,70 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .images import ReducedColour, box_reduced
 from .verify import lowest_minima
 
 # Both images are read at a quarter of their size, each pixel the mean of a 4 x 4 box: a JPEG decodes
 # there cheaply, by DCT scaling (a 12-megapixel one in 6-11 ms and 2 MB here, against about 100 ms and
 # 36 MB at full size; `images.load_reduced_colour`). Not an eighth: libjpeg makes each pixel there from
 # its block's coefficients alone, and a true crop's region means, on its own block grid, then differed
-# from the original's by up to 6.4 chroma levels at colour edges (1.0 at a quarter).
+# from the original's by up to 6.4 chroma levels at colour edges (that crop: 1.0 at a quarter).
 FACTOR = 4
 # px between the phases the colour search tries (`colour_places`): 0 and 2 of 4, so that the crop's
 # own place is never more than a px off the boxes. All 16 phases (tried, with three-channel matching)
 # gave the development sets the same paired answers and made their slowest set 50% slower.
 PHASE_STEP = 2
 MAX_REGIONS = 4  # per side of the crop's grid of regions
+NEUTRAL = 2.0  # chroma levels from grey within which a whole picture counts as grey (JPEG's rounding)
 MIN_REGION_SIDE = 4  # reduced px a region keeps: fewer regions for a smaller crop
 
 
 class ColourView(NamedTuple):
-    """An image reduced by a whole factor, as YCrCb, and the full size it was reduced from."""
+    """An image reduced by a whole factor (`images.ReducedColour`), as YCrCb, and its full size."""
 
-    ycrcb: np.ndarray  # (ceil(height / factor), ceil(width / factor), 3) float32: luma, red and blue chroma
+    ycrcb: np.ndarray  # (about height / factor, width / factor, 3) float32: luma, red and blue chroma
     size: tuple[int, int]  # (width, height) at full resolution
     factor: int  # each pixel is the mean of a factor x factor box (of what is left of one at the edges)
+    origin: tuple[int, int] = (0, 0)  # px of the first box before the picture (`images.ReducedColour.origin`)
 
-    @property
-    def scales(self) -> tuple[float, float]:
-        """Reduced px per full-resolution px, (x, y)."""
-        return 1 / self.factor, 1 / self.factor
+    def reduced(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple:
+        """Full-resolution (x, y) in the reduced image's px (fractional; pixel i spans i to i + 1)."""
+        return (x + self.origin[0]) / self.factor, (y + self.origin[1]) / self.factor
 
 
-def colour_view(rgb: np.ndarray | None, size: tuple[int, int] | None = None, factor: int = FACTOR
-                ) -> ColourView | None:
-    """The `ColourView` of an RGB array: reduced here by `factor` (box means, as `images.load_reduced_colour`
-    reads a file) when `size` is None; else already reduced by it from a picture of that (width, height).
-    None for a grey (2-D) array, which has no colour to compare."""
-    if rgb is None or rgb.ndim != 3:
+def colour_view(colour: ReducedColour | np.ndarray | None, size: tuple[int, int] | None = None,
+                factor: int = FACTOR) -> ColourView | None:
+    """The `ColourView` of an image of (width, height) `size` reduced by `factor` (`ReducedColour`), or
+    of an RGB uint8 array at full size, reduced here (`images.box_reduced`). None where there is no
+    colour to compare: a grey (2-D) array or one of another depth, or a picture whose every reduced
+    pixel is grey (within `NEUTRAL` chroma levels: a grey picture kept as RGB, as a grey file is not
+    compared either)."""
+    if colour is None:
         return None
-    if size is None:
-        size = rgb.shape[1::-1]
-        rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).reduce(factor))
-    return ColourView(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb).astype(np.float32), size, factor)
+    if isinstance(colour, np.ndarray):  # an RGB array at full size
+        if colour.ndim != 3 or colour.dtype != np.uint8:
+            return None
+        size = colour.shape[1::-1]
+        colour = ReducedColour(box_reduced(Image.fromarray(colour), factor), (0, 0))
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(colour.rgb), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    if np.abs(ycrcb[:, :, 1:] - 128).max() <= NEUTRAL:
+        return None
+    return ColourView(ycrcb, size, factor, colour.origin)
 
 
 def colour_gap(original: ColourView, crop: ColourView, top_left: tuple[int, int]) -> float:
     """The largest difference, in chroma levels, between the mean red or blue chroma of a region of the
     crop and of the original under it, with the crop at `top_left` (full-resolution px), over a grid
-    of up to `MAX_REGIONS` x `MAX_REGIONS` regions of the crop. About 0 to 4 for true crops at any JPEG
-    quality; a grid, not the whole crop, so that a part that differs is not averaged away."""
+    of up to `MAX_REGIONS` x `MAX_REGIONS` regions of the crop. At most 2.7 measured for true crops
+    (docs/verification.md); a grid, not the whole crop, so that a part that differs is not averaged away."""
     width, height = crop.size
-    crop_scale_x, crop_scale_y = crop.scales
-    shorter = min(crop.ycrcb.shape[:2])
-    count = int(np.clip(shorter // MIN_REGION_SIDE, 1, MAX_REGIONS))
+    count = int(np.clip(min(crop.ycrcb.shape[:2]) // MIN_REGION_SIDE, 1, MAX_REGIONS))
     xs, ys = np.linspace(0, width, count + 1), np.linspace(0, height, count + 1)
-    boxes = np.array([(x0, y0, x1, y1) for y0, y1 in zip(ys[:-1], ys[1:], strict=True)
-                      for x0, x1 in zip(xs[:-1], xs[1:], strict=True)])
-    crop_means = region_means(crop.ycrcb[:, :, 1:], boxes * ([crop_scale_x, crop_scale_y] * 2))
-    scale_x, scale_y = original.scales
-    placed = (boxes + [*top_left, *top_left]) * ([scale_x, scale_y] * 2)
+    x0, y0 = (edges.ravel() for edges in np.meshgrid(xs[:-1], ys[:-1]))
+    x1, y1 = (edges.ravel() for edges in np.meshgrid(xs[1:], ys[1:]))
+    crop_means = region_means(crop.ycrcb[:, :, 1:], np.stack([*crop.reduced(x0, y0), *crop.reduced(x1, y1)], 1))
+    x, y = top_left
+    placed = np.stack([*original.reduced(x + x0, y + y0), *original.reduced(x + x1, y + y1)], 1)
     original_means = region_means(original.ycrcb[:, :, 1:], placed)
     return float(np.abs(crop_means - original_means).max())
 
@@ -116,11 +123,11 @@ def colour_places(original: ColourView, crop: ColourView, count: int) -> list[tu
     A reduced pixel of the crop averages other pixels than the original's box under it unless the
     corner is a multiple of the factor: at a colour edge the crop's own place can then fit worse than
     a flat region of about its colour (a flat-art true crop, its corner 2 px off the boxes both ways,
-    was lost that way). For each phase (px, py) of `PHASES`, the crop's reduced pixels are resampled
-    px / factor, py / factor of a pixel further on (bilinear: about the boxes of the crop without its
-    first px columns and py rows), and a match at box (k, l) is the corner (k * factor - px,
-    l * factor - py): within a px of the crop's place when it is there. The caller searches each
-    one's neighbourhood at full resolution.
+    was lost that way). For each phase (px, py), every `PHASE_STEP` px, the crop's reduced pixels are
+    resampled to boxes that start px, py into the crop (bilinear: about the boxes of the crop without
+    its first px columns and py rows), and a match at the original's box (k, l) is the corner where
+    that box starts, less (px, py): within a px of the crop's place when it is there. The caller
+    searches each one's neighbourhood at full resolution.
     """
     factor = original.factor
     max_x, max_y = original.size[0] - crop.size[0], original.size[1] - crop.size[1]
@@ -131,14 +138,15 @@ def colour_places(original: ColourView, crop: ColourView, count: int) -> list[tu
             size = ((crop.size[0] - phase_x) // factor, (crop.size[1] - phase_y) // factor)
             if min(size) < 1 or size[0] > planes[0].shape[1] or size[1] > planes[0].shape[0]:
                 continue
-            further = np.float32([[1, 0, phase_x / factor], [0, 1, phase_y / factor]])
+            start_x, start_y = crop.reduced(phase_x, phase_y)  # where those boxes start in the crop's reduced px
+            further = np.float32([[1, 0, start_x], [0, 1, start_y]])
             template = cv2.warpAffine(crop.ycrcb, further, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                       borderMode=cv2.BORDER_REPLICATE)
             # Plane by plane: OpenCV's three-channel matchTemplate took three times as long as three of one.
             residual = sum(cv2.matchTemplate(plane, np.ascontiguousarray(template[:, :, channel]), cv2.TM_SQDIFF)
                            for channel, plane in enumerate(planes)) / template.size
             for x, y in lowest_minima(residual, count, 1):
-                corner = (x * factor - phase_x, y * factor - phase_y)
+                corner = (x * factor - original.origin[0] - phase_x, y * factor - original.origin[1] - phase_y)
                 if 0 <= corner[0] <= max_x and 0 <= corner[1] <= max_y:
                     found.append((float(residual[y, x]), *corner))
     places = []

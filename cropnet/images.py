@@ -83,13 +83,13 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
     view of a pair needs no more). A JPEG then decodes straight to a half, a quarter
     or an eighth of its size (libjpeg's DCT scaling), and Pillow resamples the rest.
     """
-    with decoded(path, max_pixels, grey, scale) as (image, displayed, pixels):
+    with decoded(path, max_pixels, grey, scale) as (image, displayed, pixels, _):
         return pixels if pixels is not None and grey and not displayed else as_array(image, grey, displayed)
 
 
 def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                         scales: tuple[float, ...] = (), colour_factor: int | None = None,
-                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]:
+                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], ReducedColour | None]:
     """`load_image(path, grey=True)`, `load_image(path, scale=scale)` for each of `scales`, and with
     `colour_factor` `load_reduced_colour(path, factor=colour_factor)` (else None): the same arrays, from
     one decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB
@@ -99,22 +99,38 @@ def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_P
         colour = load_reduced_colour(path, max_pixels, colour_factor) if colour_factor else None
         views = tuple(load_image(path, max_pixels, scale=scale) for scale in scales)
         return load_image(path, max_pixels, grey=True), views, colour
-    with decoded(path, max_pixels) as (image, _, _):
+    with decoded(path, max_pixels) as (image, _, _, _):
         width, height = image.size  # as displayed
         sizes = [(max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
                  for scale in scales]
-        colour = box_reduced(image, colour_factor) if colour_factor else None
-        return as_array(image, True, None), tuple(as_array(image, False, size) for size in sizes), colour
+        grey = as_array(image, True, None)
+        if image.mode not in ("RGB", "L") and (sizes or colour_factor):
+            image = Image.fromarray(to_rgb(image))  # transparency, palettes, CMYK, 16 bits: converted once for both
+        colour = ReducedColour(box_reduced(image, colour_factor), (0, 0)) if colour_factor else None
+        return grey, tuple(as_array(image, False, size) for size in sizes), colour
 
 
-def load_reduced_colour(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, factor: int = 4) -> np.ndarray:
-    """The image as displayed, RGB, reduced by the whole `factor`: each pixel the mean of a `factor` x
-    `factor` box (of what is left of one at the right and bottom edges), ceil(side / factor) px a side.
-    A JPEG decodes straight to it (libjpeg's DCT scaling, for a factor of 2, 4 or 8); any other file is
-    decoded and reduced by Pillow (`Image.reduce`, which makes no intermediate image: a bilinear resize of
-    a 12-megapixel picture took 36 ms and 12 MB more, its box reduction 6 ms)."""
-    with decoded(path, max_pixels, box_factor=factor) as (image, reduced, _):
-        return to_rgb(image) if image.size == reduced else box_reduced(image, factor)  # else decoded in full
+class ReducedColour(NamedTuple):
+    """An image as displayed, RGB, reduced by a whole factor: each pixel the mean of a box of factor x factor
+    px (of what is left of one at the picture's edges)."""
+
+    rgb: np.ndarray  # (ceil(height / factor), ceil(width / factor), 3) uint8, give or take a partial box
+    # (x, y) px of the grid's first box that lie before the picture: its boxes start at -origin + k * factor.
+    # Not 0 where a JPEG reduced as stored is then turned or mirrored: its partial boxes, last as stored,
+    # come first as displayed (`box_origin`).
+    origin: tuple[int, int]
+
+
+def load_reduced_colour(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, factor: int = 4
+                        ) -> ReducedColour:
+    """The image as displayed, RGB, reduced by the whole `factor` (`ReducedColour`). A JPEG decodes
+    straight to it (libjpeg's DCT scaling, for a factor of 2, 4 or 8); any other file is decoded and
+    reduced by Pillow (`Image.reduce`, which makes no intermediate image: a bilinear resize of a
+    12-megapixel picture took 36 ms and 12 MB more, its box reduction 6 ms)."""
+    with decoded(path, max_pixels, box_factor=factor) as (image, reduced, _, origin):
+        if image.size != reduced:  # decoded in full: reduced as displayed
+            return ReducedColour(box_reduced(image, factor), (0, 0))
+        return ReducedColour(to_rgb(image), origin)
 
 
 def box_reduced(image: Image.Image, factor: int) -> np.ndarray:
@@ -133,7 +149,9 @@ def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey:
 
     With `box_factor` (2, 4 or 8) instead of a scale, the size yielded is ceil(side / box_factor),
     and a JPEG decodes straight to it, each pixel about the mean of its box (libjpeg's DCT scaling:
-    Pillow picks the scale by whole division of the size asked, so it is asked side // box_factor)."""
+    Pillow picks the scale by whole division of the size asked, so it is asked side // box_factor);
+    the last element yielded is then where its grid of boxes starts as displayed (`ReducedColour.origin`;
+    (0, 0) for anything else)."""
     with open_image(path, max_pixels) as image:
         width, height = image.size
         if min(width, height) < MIN_SIDE:
@@ -149,9 +167,23 @@ def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey:
         image.load()  # nothing left to do when decoded into the array
         orientation = exif_orientation(image)
         turned = orientation in QUARTER_TURNS
+        origin = (0, 0)
+        if box_factor and image.size == reduced:  # reduced as stored: its partial boxes may come first as displayed
+            origin = box_origin(orientation, (width, height), box_factor)
         if orientation != 1:  # exif_transpose copies even an image it leaves as it is (35 ms at 12 MP)
             image, pixels = ImageOps.exif_transpose(image), None
-        yield image, (reduced[::-1] if turned else reduced) if reduced else None, pixels
+        yield image, (reduced[::-1] if turned else reduced) if reduced else None, pixels, origin
+
+
+def box_origin(orientation: int, stored_size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Where the grid of boxes of a picture reduced as stored (`stored_size`, its last box in each direction
+    partial) starts once turned as displayed by EXIF `orientation`: (x, y) px before the displayed picture.
+    A mirror or turn that brings the partial boxes to the displayed left or top moves the grid by what they
+    lack."""
+    lack_x, lack_y = ((factor - side % factor) % factor for side in stored_size)
+    # Which stored side ends up reversed along the displayed x and y axes (Pillow's exif_transpose).
+    return {1: (0, 0), 2: (lack_x, 0), 3: (lack_x, lack_y), 4: (0, lack_y),
+            5: (0, 0), 6: (lack_y, 0), 7: (lack_y, lack_x), 8: (0, lack_x)}.get(orientation, (0, 0))
 
 
 def decode_into_array(image: Image.Image) -> np.ndarray | None:

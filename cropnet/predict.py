@@ -14,18 +14,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .colour import FACTOR as COLOUR_FACTOR
-from .colour import ColourView, colour_gap, colour_places, colour_view
+from .colour import colour_gap, colour_places, colour_view
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import (
     DEFAULT_MAX_PIXELS,
     ImageHeader,
+    ReducedColour,
     image_header,
     is_jpeg,
     load_grey_and_views,
@@ -33,7 +35,16 @@ from .images import (
     load_reduced_colour,
 )
 from .quantization import EncodingTest, encodings_comparable, step_energy
-from .verify import PairMatch, PreparedCrop, VerifyConfig, locate_near, match_pair, same_depth, to_grey
+from .verify import (
+    PairMatch,
+    PreparedCrop,
+    VerifyConfig,
+    locate_near,
+    match_pair,
+    same_depth,
+    to_grey,
+    verify_candidates,
+)
 
 if TYPE_CHECKING:  # torch is imported only where the network runs: classic never pays for it
     import torch
@@ -174,8 +185,9 @@ COLOUR_PLACES = 8
 # search drops minima on its own edge (there the residual still falls outward), and a smooth crop's luma
 # minimum can lie a few px off: 4 px lost a flat-art crop that 16 (4 coarse px at most) found.
 COLOUR_WINDOW = 16
-# Reads both images in colour, reduced by `colour.FACTOR`: (a, b), None for an image with no colour.
-ColourReader = Callable[[], tuple[ColourView | None, ColourView | None]]
+# Reads both images in colour, (a, b): each reduced by `colour.FACTOR` (`images.ReducedColour`) or an RGB
+# array at full size (`colour.colour_view` reduces it), None for an image without colour.
+ColourReader = Callable[[], tuple[ReducedColour | np.ndarray | None, ReducedColour | np.ndarray | None]]
 
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
@@ -190,12 +202,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `headers`: what the files' headers say of how they keep their pixels (`images.ImageHeader`). Two
     lossless files are held to rounding (`VerifyConfig.lossless`); where one is a JPEG, an ambiguous
     answer on a smooth crop must also leave the two files room for one picture (`answer_encoding_gap`).
-    `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default from
-    `a` and `b` themselves, when they are RGB.
+    `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default `a` and
+    `b` themselves, which have colour when they are RGB.
     """
-    if colour is None:
-        def colour() -> tuple[ColourView | None, ColourView | None]:
-            return colour_view(a), colour_view(b)
+    # Read once at most: the answer can be checked twice (hybrid's window answer, then the full search's).
+    colour = cache(colour or (lambda: (a, b)))
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
@@ -240,7 +251,7 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     """
     if not (match.paired and match.ambiguous):
         return match, None
-    view_a, view_b = colour()
+    view_a, view_b = (colour_view(read, image.shape[1::-1]) for read, image in zip(colour(), (a, b), strict=True))
     original_view, crop_view = (view_b, view_a) if match.swapped else (view_a, view_b)
     if original_view is None or crop_view is None:
         return match, None
@@ -251,10 +262,13 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     if prepared is None or prepared.crop is not crop:
         prepared = PreparedCrop(crop, config)
     for x, y in colour_places(original_view, crop_view, COLOUR_PLACES):
-        found = locate_near(original, prepared, (x, y, COLOUR_WINDOW), config)
-        if found.found:
-            there = colour_gap(original_view, crop_view, found.top_left)
+        # The place itself first (polished as verification does): where the luma is flat, the window's
+        # search settles anywhere in it, and the crop can hang over a colour edge there.
+        for found in (verify_candidates(original, prepared.tests, [(x, y, 0.0)], config),
+                      locate_near(original, prepared, (x, y, COLOUR_WINDOW), config)):
+            there = colour_gap(original_view, crop_view, found.top_left) if found.found else np.inf
             if there <= config.max_colour_gap:
+                # Moved by a search of the whole original (in colour): `searched` is "full".
                 return PairMatch(True, match.swapped, found.top_left, found.score, True, found.candidates), there
     return PairMatch(False, None, None, match.score), gap
 
@@ -639,18 +653,17 @@ class LoadedPair:
     sizes: tuple | None = None  # true (width, height) of a and b, when `view` is reduced
     headers: tuple[ImageHeader, ImageHeader] | None = None  # how each file keeps its pixels (see `predict_classic`)
     max_pixels: int = DEFAULT_MAX_PIXELS  # the limit the files were read under (read again in colour: `read_colour`)
-    # RGB reduced by `colour.FACTOR`, made while decoding a file that is not a JPEG (see `Predictor.load`)
-    colour: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    # Colour reduced by `colour.FACTOR`, made while decoding a file that is not a JPEG (see `Predictor.load`)
+    colour: tuple[ReducedColour | None, ReducedColour | None] = (None, None)
 
 
 def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader], max_pixels: int,
-                kept: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> ColourReader:
-    """A `ColourReader` of two files: each file's reduced RGB as `kept`, else read again at that size (a
-    JPEG by DCT scaling) only when an answer needs it; None for a file without colour."""
-    def read() -> tuple[ColourView | None, ColourView | None]:
-        return tuple(None if not header.colour else colour_view(
-            rgb if rgb is not None else load_reduced_colour(path, max_pixels, COLOUR_FACTOR), header.size)
-            for path, header, rgb in zip(paths, headers, kept, strict=True))
+                kept: tuple[ReducedColour | None, ReducedColour | None] = (None, None)) -> ColourReader:
+    """A `ColourReader` of two files: each file's reduced colour as `kept`, else read again at that size
+    (a JPEG by DCT scaling) when an answer needs it; None for a file without colour."""
+    def read() -> tuple[ReducedColour | None, ReducedColour | None]:
+        return tuple(None if not header.colour else reduced or load_reduced_colour(path, max_pixels, COLOUR_FACTOR)
+                     for path, header, reduced in zip(paths, headers, kept, strict=True))
     return read
 
 

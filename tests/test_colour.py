@@ -8,6 +8,7 @@ import pytest
 from conftest import textured_photo, two_colour_field
 
 from cropnet.colour import ColourView, colour_gap, colour_places, colour_view, region_means
+from cropnet.images import ReducedColour
 
 
 def test_region_means_weigh_pixels_by_the_share_of_them_a_fractional_box_covers():
@@ -21,8 +22,9 @@ def test_region_means_weigh_pixels_by_the_share_of_them_a_fractional_box_covers(
 
 
 def test_a_box_past_the_border_is_clipped_to_the_image():
-    image = np.full((4, 4, 2), 7.0, np.float32)
-    np.testing.assert_allclose(region_means(image, np.array([(-2.0, -2.0, 9.0, 9.0)])), [[7.0, 7.0]])
+    ramp = np.arange(4, dtype=np.float32)[None, :, None].repeat(3, axis=0)  # columns 0, 1, 2, 3
+    np.testing.assert_allclose(region_means(ramp, np.array([(-2.0, -2.0, 9.0, 9.0), (2.5, 0, 6, 3)]))[:, 0],
+                               [1.5, (0.5 * 2 + 3) / 1.5])
 
 
 def test_a_crop_at_its_place_has_no_colour_gap_and_a_recoloured_one_has(photo_size=(400, 300)):
@@ -46,12 +48,18 @@ def test_a_part_that_differs_is_not_averaged_away():
     assert colour_gap(views[0], colour_view(original[150:230, 60:180]), (60, 150)) < 0.5
 
 
-def test_grey_arrays_have_no_colour_view():
-    assert colour_view(np.zeros((10, 10), np.uint8)) is None
-    view = colour_view(np.zeros((10, 12, 3), np.uint8), size=(47, 40))
-    assert isinstance(view, ColourView) and view.scales == (0.25, 0.25) and view.size == (47, 40)
-    reduced = colour_view(np.zeros((41, 47, 3), np.uint8))  # reduced here: whole boxes of 4, and what is left
-    assert reduced.ycrcb.shape == (11, 12, 3) and reduced.size == (47, 41)
+def test_images_without_colour_to_compare_have_no_colour_view():
+    assert colour_view(np.zeros((10, 10), np.uint8)) is None  # grey
+    assert colour_view(np.full((10, 10, 3), 0.5, np.float32)) is None  # of another depth: not compared
+    assert colour_view(np.full((12, 12, 3), (120, 121, 119), np.uint8)) is None  # grey kept as RGB
+
+
+def test_a_reduced_colour_view_keeps_its_full_size_and_where_its_boxes_start():
+    view = colour_view(ReducedColour(np.full((10, 12, 3), (200, 90, 60), np.uint8), (1, 2)), size=(47, 40))
+    assert isinstance(view, ColourView) and view.size == (47, 40) and view.origin == (1, 2)
+    assert view.reduced(3, 2) == (1.0, 1.0)  # full-resolution px 3 is 4 px into the grid that starts 1 px early
+    reduced = colour_view(np.full((41, 47, 3), (200, 90, 60), np.uint8))  # reduced here: boxes of 4, what is left
+    assert reduced.ycrcb.shape == (11, 12, 3) and reduced.size == (47, 41) and reduced.origin == (0, 0)
 
 
 def test_the_colour_search_finds_the_region_of_the_crops_colour():
@@ -61,7 +69,7 @@ def test_the_colour_search_finds_the_region_of_the_crops_colour():
     assert places and all(40 - 4 <= x <= 100 - 35 + 4 and 40 - 4 <= y <= 100 - 30 + 4 for x, y in places)
 
 
-@pytest.mark.parametrize("corner", [(120, 56), (123, 57), (121, 59)])
+@pytest.mark.parametrize("corner", [(120, 56), (123, 57), (121, 59), (122, 58)])
 def test_the_colour_search_puts_the_corner_within_a_px_whatever_its_phase_against_the_boxes(corner):
     original = textured_photo(6, 300, 200)
     x, y = corner

@@ -494,3 +494,28 @@ def test_colour_is_checked_from_jpeg_files_read_reduced(tmp_path):
     assert 40 - 4 <= found.top_left[0] <= 100 - 35 + 4 and 40 - 4 <= found.top_left[1] <= 100 - 30 + 4
     assert found.scores["colour_gap"] <= VerifyConfig().max_colour_gap
     assert not predictor.predict_files(str(tmp_path / "original.jpg"), str(tmp_path / "purple.jpg")).paired
+
+
+def test_a_crop_across_an_edge_between_two_colours_of_one_luma_is_found_at_the_edge():
+    original = two_colour_field()
+    across = original[150:190, 185:225]  # 15 px reddish, 25 px bluish: luma flat, colour pins x
+    answer = predict_classic(original, across)
+    assert answer.paired and answer.ambiguous and abs(answer.top_left[0] - 185) <= 1
+    assert answer.scores["colour_gap"] <= VerifyConfig().max_colour_gap
+
+
+@pytest.mark.parametrize("method", ["classic", "hybrid"])
+def test_a_png_gives_its_colour_from_its_one_decode(tmp_path, monkeypatch, method, tiny_checkpoint):
+    original = two_colour_field()
+    Image.fromarray(original).save(tmp_path / "original.png")
+    Image.fromarray(original[150:190, 185:225]).save(tmp_path / "across.png")
+    Image.fromarray(np.full((40, 60, 3), (159, 101, 185), np.uint8)).save(tmp_path / "purple.png")
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("a PNG's colour was read again")
+
+    monkeypatch.setattr("cropnet.predict.load_reduced_colour", read_again)
+    predictor = Predictor(method, tiny_checkpoint if method == "hybrid" else None)
+    found = predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "across.png"))
+    assert found.paired and abs(found.top_left[0] - 185) <= 1 and "colour_gap" in found.scores
+    assert not predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "purple.png")).paired
