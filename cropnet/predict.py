@@ -593,7 +593,10 @@ class Predictor:
 
     def load(self, path_a, path_b, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedPair:
         """Read two files as this method needs them: grey at full size for verification (classic, hybrid),
-        reduced RGB for the network (net, hybrid). Bad files raise ImageError, a's before b's."""
+        reduced RGB for the network (net, hybrid), and for the colour check (classic, hybrid) a file's
+        colour reduced by `colour.FACTOR` where it costs nothing more (not a JPEG: from its one decode; a
+        JPEG's is read only when an answer needs it, `read_colour`). Bad files raise ImageError, a's
+        before b's."""
         names = (str(path_a), str(path_b))
         headers = image_header(path_a, max_pixels), image_header(path_b, max_pixels)  # bad files fail here, a's first
         sizes = tuple(header.size for header in headers)
@@ -630,13 +633,13 @@ class Predictor:
 
     def answer(self, pair: LoadedPair) -> Prediction:
         """The answer for a pair `load` read."""
-        colour = read_colour(pair.names, pair.headers, pair.max_pixels, pair.colour) if pair.headers else None
+        if self.method == "net":
+            return net_answer(self.refine(self.propose(*pair.view, pair.sizes), *pair.view, pair.sizes), pair.names)
+        colour = read_colour(pair.names, pair.headers, pair.max_pixels, pair.colour)
         if self.method == "classic":
             return predict_classic(pair.a, pair.b, pair.names, prepared=pair.prepared, headers=pair.headers,
                                    colour=colour)
         proposal = self.propose(*pair.view, pair.sizes)
-        if self.method == "net":
-            return net_answer(self.refine(proposal, *pair.view, pair.sizes), pair.names)
         return predict_classic(pair.a, pair.b, pair.names, proposal=proposal, prepared=pair.prepared,
                                headers=pair.headers, colour=colour)
 

@@ -246,8 +246,9 @@ def locate_near(original: np.ndarray, prepared: PreparedCrop, window: tuple[int,
     """`locate` within `window` (x, y, radius) alone: offsets within `radius` px of (x, y) are searched
     and verified, the rest of the original is not. `original`: grey, of the prepared crop's depth.
 
-    Verification gives up on a candidate sooner than in a full search (`window_give_up_share`): a
-    true offset the window misses that way is found by the search that follows it, if any."""
+    Verification gives up on a candidate sooner than in a full search (`window_give_up_share`): after a
+    hint's window, a true offset missed that way is found by the full search that follows; the colour
+    check's windows (`predict.answer_in_colour`) come after the place itself was verified."""
     share = config.window_give_up_share
     candidates, _ = search(original, prepared, config, window=window, give_up_share=share)
     return verify_candidates(original, prepared.tests, candidates, config, give_up_share=share)
