@@ -29,6 +29,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 100_000_000  # a 12-megapixel phone photo is far below; a memory bomb is not
 MIN_SIDE = 8  # px; below this there is nothing to compare
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on this
+# Pillow's formats of files libjpeg decodes: MPO is a camera's multi-picture file, its first picture a JPEG.
+JPEG_FORMATS = ("JPEG", "MPO")
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes without colour
 
 # A half-written JPEG must be an error, not a picture padded with grey.
@@ -161,9 +163,9 @@ def decoded(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, grey:
         if box_factor:
             reduced = (-(-width // box_factor), -(-height // box_factor))
             asked = (width // box_factor, height // box_factor)
-        if image.format == "JPEG" and (grey or asked):
+        if image.format in JPEG_FORMATS and (grey or asked):
             image.draft("L" if grey else None, asked)  # the output colour space, and a size at least `asked`
-        pixels = decode_into_array(image) if image.format == "JPEG" and image.mode == "L" else None
+        pixels = decode_into_array(image) if image.format in JPEG_FORMATS and image.mode == "L" else None
         image.load()  # nothing left to do when decoded into the array
         orientation = exif_orientation(image)
         turned = orientation in QUARTER_TURNS
@@ -273,7 +275,7 @@ def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
 def jpeg_luma_table(image: Image.Image) -> tuple[int, ...] | None:
     """The opened JPEG's luma quantization table, when its luma decodes as its blocks were stored (see
     `ImageHeader.luma_table`); None for any other file."""
-    if image.format != "JPEG" or image.mode not in ("L", "RGB") or image.info.get("adobe_transform") == 0:
+    if image.format not in JPEG_FORMATS or image.mode not in ("L", "RGB") or image.info.get("adobe_transform") == 0:
         return None  # CMYK, or RGB stored as it is (no luma channel)
     layers = getattr(image, "layer", None)
     tables = getattr(image, "quantization", None)

@@ -210,3 +210,17 @@ def test_a_turned_jpegs_reduced_colour_says_where_its_boxes_start(tmp_path, orie
     assert reduced.origin == expected[orientation]
     error = np.abs(box_means(displayed, reduced.origin, reduced.rgb.shape[:2]) - reduced.rgb).mean()
     assert error < 1.0  # measured 0.6 for every orientation; 8 levels with the grid taken to start at 0
+
+
+def test_a_cameras_multi_picture_file_decodes_as_its_first_jpeg_does(tmp_path):
+    """MPO (stereo and depth cameras): its first picture is a JPEG, read the same fast ways (grey alone,
+    DCT-scaled colour) and with its quantization table, as the same picture saved as a JPEG is."""
+    photo = Image.fromarray(textured_photo(3, 403, 301))
+    photo.save(tmp_path / "p.jpg", quality=80)
+    photo.save(tmp_path / "p.mpo", format="MPO", quality=80, save_all=True,
+               append_images=[photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+    assert Image.open(tmp_path / "p.mpo").format == "MPO" and is_jpeg(tmp_path / "p.mpo")
+    jpeg, mpo = tmp_path / "p.jpg", tmp_path / "p.mpo"
+    assert np.array_equal(load_image(mpo, grey=True), load_image(jpeg, grey=True))
+    assert np.array_equal(load_reduced_colour(mpo).rgb, load_reduced_colour(jpeg).rgb)
+    assert image_header(mpo).luma_table == image_header(jpeg).luma_table is not None
