@@ -248,7 +248,8 @@ def locate_near(original: np.ndarray, prepared: PreparedCrop, window: tuple[int,
 
     Verification gives up on a candidate sooner than in a full search (`window_give_up_share`): after a
     hint's window, a true offset missed that way is found by the full search that follows; the colour
-    check's windows (`predict.answer_in_colour`) come after the place itself was verified."""
+    check's windows (`predict.answer_in_colour`) come after their place itself was verified, and one
+    that finds nothing leaves the next place to be tried."""
     share = config.window_give_up_share
     candidates, _ = search(original, prepared, config, window=window, give_up_share=share)
     return verify_candidates(original, prepared.tests, candidates, config, give_up_share=share)
