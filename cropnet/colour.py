@@ -145,10 +145,14 @@ def colour_places(original: ColourView, crop: ColourView, count: int) -> list[tu
             # Plane by plane: OpenCV's three-channel matchTemplate took three times as long as three of one.
             residual = sum(cv2.matchTemplate(plane, np.ascontiguousarray(template[:, :, channel]), cv2.TM_SQDIFF)
                            for channel, plane in enumerate(planes)) / template.size
-            for x, y in lowest_minima(residual, count, 1):
-                corner = (x * factor - original.origin[0] - phase_x, y * factor - original.origin[1] - phase_y)
-                if 0 <= corner[0] <= max_x and 0 <= corner[1] <= max_y:
-                    found.append((float(residual[y, x]), *corner))
+            # Only boxes whose corner lies inside the original: a minimum past its edge would hide a true
+            # corner beside it (a crop 1 px shorter than its original was lost that way).
+            shift_x, shift_y = original.origin[0] + phase_x, original.origin[1] + phase_y
+            first_x, first_y = -(-shift_x // factor), -(-shift_y // factor)
+            inside = residual[first_y:(max_y + shift_y) // factor + 1, first_x:(max_x + shift_x) // factor + 1]
+            for x, y in lowest_minima(inside, count, 1) if inside.size else []:
+                corner = ((first_x + x) * factor - shift_x, (first_y + y) * factor - shift_y)
+                found.append((float(inside[y, x]), *corner))
     places = []
     for _, x, y in sorted(found):
         if all(max(abs(x - kept_x), abs(y - kept_y)) >= factor for kept_x, kept_y in places):

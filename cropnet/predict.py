@@ -43,6 +43,7 @@ from .verify import (
     match_pair,
     same_depth,
     to_grey,
+    verify_at,
     verify_candidates,
 )
 
@@ -262,9 +263,10 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     if prepared is None or prepared.crop is not crop:
         prepared = PreparedCrop(crop, config)
     for x, y in colour_places(original_view, crop_view, COLOUR_PLACES):
-        # The place itself first (polished as verification does): where the luma is flat, the window's
-        # search settles anywhere in it, and the crop can hang over a colour edge there.
-        for found in (verify_candidates(original, prepared.tests, [(x, y, 0.0)], config),
+        # The place itself first, as it is and then polished as verification does: where the luma is flat,
+        # polishing and the window's search settle anywhere, and the crop can hang over a colour edge there.
+        for found in (verify_at(original, prepared.tests, x, y, config),
+                      verify_candidates(original, prepared.tests, [(x, y, 0.0)], config),
                       locate_near(original, prepared, (x, y, COLOUR_WINDOW), config)):
             there = colour_gap(original_view, crop_view, found.top_left) if found.found else np.inf
             if there <= config.max_colour_gap:

@@ -991,6 +991,21 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
     return best
 
 
+def verify_at(original: np.ndarray, tests: CropTests, x: int, y: int, config: VerifyConfig) -> Match:
+    """Verification's tests at (x, y) itself, not polished: for a place found by other means (the colour
+    check's search, `predict.answer_in_colour`) on a crop too flat in luma to pin it, where polishing
+    walks off along whatever the luma's noise favours (a flat crop of a two-colour picture walked 7 px,
+    over the colour edge). An answer found this way is ambiguous."""
+    residual, bias = tests.smoothed.residual(original, x, y)
+    maps = neighbour_residuals(original, tests.crop, x, y, tests.check, tests.side)
+    passed, score = tests.evidence(x, y, maps, residual, bias).passes(config)
+    if passed and config.lossless:
+        passed = whole_residual(original, tests.crop, x, y) <= config.exact_max_residual
+    if not passed:
+        return Match(False, None, score)
+    return Match(True, (x, y), score, ambiguous=True, candidates=1, margin=pin_margin(maps))
+
+
 def whole_residual(original: np.ndarray, crop: np.ndarray, x: int, y: int) -> float:
     """Mean squared difference between the whole crop and the original at (x, y), full resolution."""
     region = original[y:y + crop.shape[0], x:x + crop.shape[1]]

@@ -519,3 +519,27 @@ def test_a_png_gives_its_colour_from_its_one_decode(tmp_path, monkeypatch, metho
     found = predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "across.png"))
     assert found.paired and abs(found.top_left[0] - 185) <= 1 and "colour_gap" in found.scores
     assert not predictor.predict_files(str(tmp_path / "original.png"), str(tmp_path / "purple.png")).paired
+
+
+def test_true_crops_of_any_small_picture_and_format_are_found_without_errors(tmp_path):
+    # The colour check's paths (files that are not JPEGs give their colour from their one decode, JPEGs are
+    # read again; grey, transparent and EXIF-tagged files; crops down to 8 px) on seeded random pairs.
+    rng = np.random.default_rng(7)
+    predictor = Predictor("classic")
+    for index in range(24):
+        width, height = (int(side) for side in rng.integers(8, 160, 2))
+        picture = (textured_photo(index, width, height), np.full((height, width, 3), rng.integers(0, 256, 3), np.uint8),
+                   np.asarray(Image.fromarray(two_colour_field()).resize((width, height))))[index % 3]
+        crop_width, crop_height = int(rng.integers(8, width + 1)), int(rng.integers(8, height + 1))
+        x, y = int(rng.integers(0, width - crop_width + 1)), int(rng.integers(0, height - crop_height + 1))
+        saved = []
+        for name, pixels in (("original", picture), ("crop", picture[y:y + crop_height, x:x + crop_width])):
+            image, suffix = Image.fromarray(np.ascontiguousarray(pixels)), ("png", "jpg")[int(rng.integers(0, 2))]
+            image = image.convert(("RGB", "RGBA", "L")[int(rng.integers(0, 3))]) if suffix == "png" else image
+            saved.append(tmp_path / f"{index}-{name}.{suffix}")
+            image.save(saved[-1], **({"quality": int(rng.integers(30, 96))} if suffix == "jpg" else {}))
+        answer = predictor.predict_files(*map(str, saved))
+        assert answer.paired, (index, width, height, (x, y, crop_width, crop_height), saved)
+        if not answer.ambiguous:
+            assert (answer.swapped, answer.top_left) == (False, (x, y)) or (x, y, crop_width, crop_height) == (
+                0, 0, width, height)
