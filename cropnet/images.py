@@ -254,6 +254,7 @@ class ImageHeader(NamedTuple):
     # The file holds colour (RGB, CMYK, a palette): the colour check (`colour`) compares it. A grey file has
     # none to compare: a grey crop of a colour original is answered from its luma alone.
     colour: bool = True
+    jpeg: bool = False  # decoded by libjpeg (`JPEG_FORMATS`): it can decode luma alone, or reduced, cheaply
 
 
 def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
@@ -269,7 +270,7 @@ def image_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
         turned = orientation in QUARTER_TURNS
         table = jpeg_luma_table(image) if orientation == 1 else None
         return ImageHeader((height, width) if turned else (width, height), lossless, table,
-                           image.mode not in GREY_MODES)
+                           image.mode not in GREY_MODES, image.format in JPEG_FORMATS)
 
 
 def jpeg_luma_table(image: Image.Image) -> tuple[int, ...] | None:

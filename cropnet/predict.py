@@ -29,7 +29,6 @@ from .images import (
     ImageHeader,
     ReducedColour,
     image_header,
-    is_jpeg,
     load_grey_and_views,
     load_image,
     load_reduced_colour,
@@ -219,15 +218,18 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             # The network's corner is rough (median error about a sixth of the side): search a wide window.
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
-    match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
-    match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
-    gap = answer_encoding_gap(match, a, b, headers, verify_config)
+
+    def checked(hint: tuple[int, int, int] | None) -> tuple[PairMatch, float | None, float | None]:
+        """The search's answer, checked in colour and against the files' encodings."""
+        match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
+        match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
+        return match, colour_difference, answer_encoding_gap(match, a, b, headers, verify_config)
+
+    match, colour_difference, gap = checked(hint)
     if gap is not None and gap > verify_config.max_encoding_gap and match.searched == "proposal":
         # The window's smooth answer can be another place the crop fits about as well, where its files
         # disagree: as when nothing in the window verifies, the whole original is searched.
-        match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, prepared=prepared)
-        match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
-        gap = answer_encoding_gap(match, a, b, headers, verify_config)
+        match, colour_difference, gap = checked(None)
     scores["verification"] = match.score
     if colour_difference is not None:
         scores["colour_gap"] = colour_difference
@@ -246,9 +248,9 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     check does not apply: a sure answer, no answer, an image without colour).
 
     Within `VerifyConfig.max_colour_gap` the answer stands. Else the crop's luma fits there but its
-    colour does not: it is sought where both fit (`colour_places`, each searched and verified in luma
-    at full resolution within `COLOUR_WINDOW` px), and the first that also passes the colour check is the
-    answer, still ambiguous; where none does, the pair is not paired.
+    colour does not: it is sought where both fit (`colour_places`), each place verified in luma at full
+    resolution as it is (`verify_at`), then polished, then within `COLOUR_WINDOW` px, and the first that
+    also passes the colour check is the answer, still ambiguous; where none does, the pair is not paired.
     """
     if not (match.paired and match.ambiguous):
         return match, None
@@ -605,7 +607,7 @@ class Predictor:
         # A file that is not a JPEG gives the colour check its reduced colour from the one decode it has
         # anyway: read again only when an answer needed it, a 12-megapixel PNG would be decoded whole
         # again (300 ms, 48 MB more at the peak). A JPEG is read again at the reduced size, cheaply.
-        jpegs = tuple(is_jpeg(path) for path in (path_a, path_b))
+        jpegs = tuple(header.jpeg for header in headers)
         colour_factors = tuple(None if jpeg or not header.colour else COLOUR_FACTOR
                                for jpeg, header in zip(jpegs, headers, strict=True))
         if self.method == "classic":

@@ -972,9 +972,7 @@ def verify_candidates(original: np.ndarray, tests: CropTests, candidates: list[t
             # would have been the best.
             break
         evidence = tests.measure(original, x, y, give_up_share)
-        passed, score = evidence.passes(config)
-        if passed and config.lossless:
-            passed = whole_residual(original, tests.crop, evidence.x, evidence.y) <= config.exact_max_residual
+        passed, score = verdict(original, tests.crop, evidence, config)
         if passed:
             if not verified:
                 best = Match(True, (evidence.x, evidence.y), score, margin=pin_margin(evidence.maps))
@@ -998,12 +996,19 @@ def verify_at(original: np.ndarray, tests: CropTests, x: int, y: int, config: Ve
     over the colour edge). An answer found this way is ambiguous."""
     residual, bias = tests.smoothed.residual(original, x, y)
     maps = neighbour_residuals(original, tests.crop, x, y, tests.check, tests.side)
-    passed, score = tests.evidence(x, y, maps, residual, bias).passes(config)
-    if passed and config.lossless:
-        passed = whole_residual(original, tests.crop, x, y) <= config.exact_max_residual
+    passed, score = verdict(original, tests.crop, tests.evidence(x, y, maps, residual, bias), config)
     if not passed:
         return Match(False, None, score)
     return Match(True, (x, y), score, ambiguous=True, candidates=1, margin=pin_margin(maps))
+
+
+def verdict(original: np.ndarray, crop: np.ndarray, evidence: Evidence, config: VerifyConfig) -> tuple[bool, float]:
+    """Whether the crop passes at the evidence's offset, and its score (`Evidence.passes`); with
+    `config.lossless`, only if the whole crop also fits there within `config.exact_max_residual`."""
+    passed, score = evidence.passes(config)
+    if passed and config.lossless:
+        passed = whole_residual(original, crop, evidence.x, evidence.y) <= config.exact_max_residual
+    return passed, score
 
 
 def whole_residual(original: np.ndarray, crop: np.ndarray, x: int, y: int) -> float:

@@ -169,6 +169,7 @@ def test_only_8_bit_pngs_without_a_palette_count_as_lossless(tmp_path):
              "grey16.png")
     assert [name for name in names if image_header(tmp_path / name).lossless] == ["colour.png", "alpha.png", "grey.png",
                                                                         "grey-alpha.png"]
+    assert [name for name in names if image_header(tmp_path / name).jpeg] == ["photo.jpg"]
 
 
 def box_means(picture: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], factor: int = 4) -> np.ndarray:
@@ -224,3 +225,4 @@ def test_a_cameras_multi_picture_file_decodes_as_its_first_jpeg_does(tmp_path):
     assert np.array_equal(load_image(mpo, grey=True), load_image(jpeg, grey=True))
     assert np.array_equal(load_reduced_colour(mpo).rgb, load_reduced_colour(jpeg).rgb)
     assert image_header(mpo).luma_table == image_header(jpeg).luma_table is not None
+    assert image_header(mpo).jpeg and image_header(jpeg).jpeg
