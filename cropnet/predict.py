@@ -41,6 +41,7 @@ from .verify import (
     locate_near,
     match_pair,
     same_depth,
+    search,
     to_grey,
     verify_at,
     verify_candidates,
@@ -223,7 +224,8 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         """The search's answer, checked in colour and against the files' encodings."""
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
         match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
-        return match, colour_difference, answer_encoding_gap(match, a, b, headers, verify_config)
+        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared)
+        return match, colour_difference, gap
 
     match, colour_difference, gap = checked(hint)
     if gap is not None and gap > verify_config.max_encoding_gap and match.searched == "proposal":
@@ -278,32 +280,69 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
 
 
 def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
-                        headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig) -> float | None:
-    """The files' gap (`quantization.EncodingTest`) where an ambiguous answer puts a smooth crop, or
-    where its pixels fit best within 3 px of it; None where the test does not apply (a sure answer,
-    no answer, files it cannot read, a crop with texture).
+                        headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig,
+                        prepared: PreparedCrop | None = None) -> tuple[PairMatch, float | None]:
+    """An ambiguous answer checked against the files' encodings (`quantization.EncodingTest`): the answer,
+    perhaps moved, and the files' gap at it; the gap is None where the test does not apply (a sure answer,
+    no answer, files it cannot read) or cannot tell (below). The caller turns a gap over
+    `VerifyConfig.max_encoding_gap` down.
 
     A smooth crop fits within JPEG noise at many places, and so can a smooth negative (a resized crop
     of a sky); whether one picture can have made both files is evidence the pixels' fit is not. A true
     smooth crop answered a pixel or two off along its ramp leaves little gap there, and none where
-    its pixels fit best nearby (`EncodingTest.best_fit_near`); one with texture answered at another
-    repeat of its pattern does not (`VerifyConfig.encoding_test_energy`).
+    its pixels fit best nearby (`EncodingTest.best_fit_near`).
+
+    A crop with texture (`quantization.step_energy` over `VerifyConfig.encoding_test_energy`) is ambiguous
+    because its pattern repeats or runs along one direction, and the answer can be a repeat other than
+    the crop's own, where a true crop's files disagree too. So where the gap there is over the bar, every
+    place the search offers that verifies is tried (`verified_places`), and the first where the files
+    agree is the answer; where none does and several verify, the test cannot tell (the crop's own
+    place may be a repeat the search did not offer) and the answer stands; where the answer is the only
+    place that verifies, the gap stands.
     """
     if not (match.paired and match.ambiguous and headers and encodings_comparable(headers)):
-        return None
+        return match, None
     (original, original_header), (crop, crop_header) = (((b, headers[1]), (a, headers[0])) if match.swapped
                                                         else ((a, headers[0]), (b, headers[1])))
-    crop = to_grey(crop)  # arrays that hybrid's network also reads are RGB
-    if step_energy(crop) > config.encoding_test_energy:
-        return None
-    original = to_grey(original)
-    test = EncodingTest(original, crop, match.top_left, original_header, crop_header)
-    gap = test.gap(*match.top_left)
-    if gap > config.max_encoding_gap:
-        best_fit = test.best_fit_near(*match.top_left)
-        if best_fit != match.top_left:  # tested in the windows where the two differ most there
-            gap = min(gap, EncodingTest(original, crop, best_fit, original_header, crop_header).gap(*best_fit))
-    return gap
+    original, crop = same_depth(to_grey(original), to_grey(crop))  # arrays that hybrid's network also reads are RGB
+
+    def gap_at(top_left: tuple[int, int]) -> float:
+        test = EncodingTest(original, crop, top_left, original_header, crop_header)
+        gap = test.gap(*top_left)
+        if gap > config.max_encoding_gap:
+            best_fit = test.best_fit_near(*top_left)
+            if best_fit != top_left:  # tested in the windows where the two differ most there
+                gap = min(gap, EncodingTest(original, crop, best_fit, original_header, crop_header).gap(*best_fit))
+        return gap
+
+    gap = gap_at(match.top_left)
+    if gap <= config.max_encoding_gap or step_energy(crop) <= config.encoding_test_energy:
+        return match, gap
+    x, y = match.top_left
+    others = [place for place in verified_places(original, crop, config, prepared)
+              if max(abs(place[0] - x), abs(place[1] - y)) > 1]
+    for place in others:
+        there = gap_at(place)
+        if there <= config.max_encoding_gap:
+            return replace(match, top_left=place, searched="full"), there  # found by a search of the whole original
+    return match, None if others else gap
+
+
+def verified_places(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
+                    prepared: PreparedCrop | None = None) -> list[tuple[int, int]]:
+    """Every place of the full search's candidates where the crop verifies, best candidate first (each
+    polished on its own: `verify_candidates` stops counting at an answer too flat to pin down), then
+    those of the search at every phase (see `verify.search`): on a fine pattern along one axis (wood
+    grain) the crop's own place can lose the coarse search to repeats that fall on its grid."""
+    if prepared is None or prepared.crop is not crop:
+        prepared = PreparedCrop(crop, config)
+    candidates = search(original, prepared, config)[0] + search(original, prepared, config, phased=True)[0]
+    places = []
+    for candidate in candidates:
+        found = verify_candidates(original, prepared.tests, [candidate], config)
+        if found.found and found.top_left not in places:
+            places.append(found.top_left)
+    return places
 
 
 class Predictor:

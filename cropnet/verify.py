@@ -86,10 +86,11 @@ class VerifyConfig:
     lossless: bool = False
     exact_max_residual: float = 9.0
     # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.EncodingTest`) where one of
-    # them is a JPEG; applied by `predict.predict_classic`, which has the files' headers. Only to smooth crops
-    # (`quantization.step_energy` up to `encoding_test_energy`): an ambiguous answer with texture is a
-    # repeating pattern, whose true place may be another repeat, where the gap is large (tiled wallpapers
-    # of the training photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one).
+    # them is a JPEG; applied by `predict.answer_encoding_gap`, which has the files' headers. A crop with
+    # texture (`quantization.step_energy` over `encoding_test_energy`) is ambiguous as a repeating pattern,
+    # whose true place may be another repeat, where the gap is large (tiled wallpapers of the training
+    # photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one): its answer moves
+    # to a repeat where the files agree, and is turned down only where no other place verifies.
     max_encoding_gap: float = 0.15
     encoding_test_energy: float = 16.0
     # Chroma levels the crop's mean colour over any of its regions may differ from the original's under it,
