@@ -295,10 +295,8 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
     A crop with texture (`quantization.step_energy` over `VerifyConfig.encoding_test_energy`) is ambiguous
     because its pattern repeats or runs along one direction, and the answer can be a repeat other than
     the crop's own, where a true crop's files disagree too. So where the gap there is over the bar, every
-    place the search offers that verifies is tried (`verified_places`), and the first where the files
-    agree is the answer; where none does and several verify, the test cannot tell (the crop's own
-    place may be a repeat the search did not offer) and the answer stands; where the answer is the only
-    place that verifies, the gap stands.
+    other place the search offers that verifies is tried (`verified_places`), and the first where the
+    files agree is the answer; where none does, the gap at the answer stands.
     """
     if not (match.paired and match.ambiguous and headers and encodings_comparable(headers)):
         return match, None
@@ -319,13 +317,12 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
     if gap <= config.max_encoding_gap or step_energy(crop) <= config.encoding_test_energy:
         return match, gap
     x, y = match.top_left
-    others = [place for place in verified_places(original, crop, config, prepared)
-              if max(abs(place[0] - x), abs(place[1] - y)) > 1]
-    for place in others:
-        there = gap_at(place)
-        if there <= config.max_encoding_gap:
-            return replace(match, top_left=place, searched="full"), there  # found by a search of the whole original
-    return match, None if others else gap
+    for place in verified_places(original, crop, config, prepared):
+        if max(abs(place[0] - x), abs(place[1] - y)) > 1:
+            there = gap_at(place)
+            if there <= config.max_encoding_gap:
+                return replace(match, top_left=place, searched="full"), there  # found by a search of the whole original
+    return match, gap
 
 
 def verified_places(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,

@@ -90,7 +90,7 @@ class VerifyConfig:
     # texture (`quantization.step_energy` over `encoding_test_energy`) is ambiguous as a repeating pattern,
     # whose true place may be another repeat, where the gap is large (tiled wallpapers of the training
     # photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one): its answer moves
-    # to a repeat where the files agree, and is turned down only where no other place verifies.
+    # to another place where it verifies and the files agree, and is turned down where there is none.
     max_encoding_gap: float = 0.15
     encoding_test_energy: float = 16.0
     # Chroma levels the crop's mean colour over any of its regions may differ from the original's under it,
