@@ -35,11 +35,13 @@ from .images import (
 )
 from .quantization import EncodingTest, encodings_comparable, step_energy
 from .verify import (
+    Match,
     PairMatch,
     PreparedCrop,
     VerifyConfig,
     locate_near,
     match_pair,
+    prepare,
     same_depth,
     search,
     to_grey,
@@ -202,7 +204,7 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `prepared` is a `PreparedCrop` of `a` or `b` built beforehand (see `load_and_prepare`).
     `headers`: what the files' headers say of how they keep their pixels (`images.ImageHeader`). Two
     lossless files are held to rounding (`VerifyConfig.lossless`); where one is a JPEG, an ambiguous
-    answer on a smooth crop must also leave the two files room for one picture (`answer_encoding_gap`).
+    answer must also leave the two files room for one picture (`answer_encoding_gap`).
     `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default `a` and
     `b` themselves, which have colour when they are RGB.
     """
@@ -224,13 +226,17 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
         """The search's answer, checked in colour and against the files' encodings."""
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
         match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
-        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared)
+        placed = match.top_left
+        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared, colour)
+        if match.paired and match.top_left != placed:  # moved to where the files agree and the colour fits
+            colour_difference = colour_gap_at(match.swapped, match.top_left, a, b, colour)
         return match, colour_difference, gap
 
     match, colour_difference, gap = checked(hint)
     if gap is not None and gap > verify_config.max_encoding_gap and match.searched == "proposal":
         # The window's smooth answer can be another place the crop fits about as well, where its files
-        # disagree: as when nothing in the window verifies, the whole original is searched.
+        # disagree: as when nothing in the window verifies, the whole original is searched. (An answer with
+        # texture was sought over the whole original by `answer_encoding_gap` already.)
         match, colour_difference, gap = checked(None)
     scores["verification"] = match.score
     if colour_difference is not None:
@@ -256,16 +262,14 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     """
     if not (match.paired and match.ambiguous):
         return match, None
-    view_a, view_b = (colour_view(read, image.shape[1::-1]) for read, image in zip(colour(), (a, b), strict=True))
-    original_view, crop_view = (view_b, view_a) if match.swapped else (view_a, view_b)
+    original_view, crop_view = colour_views(match.swapped, a, b, colour)
     if original_view is None or crop_view is None:
         return match, None
     gap = colour_gap(original_view, crop_view, match.top_left)
     if gap <= config.max_colour_gap:
         return match, gap
-    original, crop = same_depth(*((to_grey(b), to_grey(a)) if match.swapped else (to_grey(a), to_grey(b))))
-    if prepared is None or prepared.crop is not crop:
-        prepared = PreparedCrop(crop, config)
+    original, crop = same_depth(*(to_grey(image) for image in original_first(match.swapped, a, b)))
+    prepared = prepare(crop, config, prepared)
     for x, y in colour_places(original_view, crop_view, COLOUR_PLACES):
         # The place itself first, as it is and then polished as verification does: where the luma is flat,
         # polishing and the window's search settle anywhere, and the crop can hang over a colour edge there.
@@ -279,30 +283,44 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     return PairMatch(False, None, None, match.score), gap
 
 
+def colour_views(swapped: bool | None, a: np.ndarray, b: np.ndarray, colour: ColourReader) -> tuple:
+    """(original, crop) in colour as `colour.colour_view` makes them (None for an image without colour)."""
+    views = (colour_view(read, image.shape[1::-1]) for read, image in zip(colour(), (a, b), strict=True))
+    return original_first(swapped, *views)
+
+
+def colour_gap_at(swapped: bool | None, top_left: tuple[int, int], a: np.ndarray, b: np.ndarray,
+                  colour: ColourReader) -> float | None:
+    """The colour gap (`colour.colour_gap`) with the crop at `top_left`, None where an image has no colour."""
+    original_view, crop_view = colour_views(swapped, a, b, colour)
+    return None if original_view is None or crop_view is None else colour_gap(original_view, crop_view, top_left)
+
+
 def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
                         headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig,
-                        prepared: PreparedCrop | None = None) -> tuple[PairMatch, float | None]:
+                        prepared: PreparedCrop | None = None,
+                        colour: ColourReader | None = None) -> tuple[PairMatch, float | None]:
     """An ambiguous answer checked against the files' encodings (`quantization.EncodingTest`): the answer,
-    perhaps moved, and the files' gap at it; the gap is None where the test does not apply (a sure answer,
-    no answer, files it cannot read) or cannot tell (below). The caller turns a gap over
-    `VerifyConfig.max_encoding_gap` down.
+    perhaps moved, and the files' gap at it, None where the test does not apply (a sure answer, no answer,
+    files it cannot read). The caller turns a gap over `VerifyConfig.max_encoding_gap` down.
 
     A smooth crop fits within JPEG noise at many places, and so can a smooth negative (a resized crop
     of a sky); whether one picture can have made both files is evidence the pixels' fit is not. A true
     smooth crop answered a pixel or two off along its ramp leaves little gap there, and none where
     its pixels fit best nearby (`EncodingTest.best_fit_near`).
 
-    A crop with texture (`quantization.step_energy` over `VerifyConfig.encoding_test_energy`) is ambiguous
+    A crop with texture (`quantization.step_energy` over `VerifyConfig.smooth_crop_energy`) is ambiguous
     because its pattern repeats or runs along one direction, and the answer can be a repeat other than
-    the crop's own, where a true crop's files disagree too. So where the gap there is over the bar, every
-    other place the search offers that verifies is tried (`verified_places`), and the first where the
-    files agree is the answer; where none does, the gap at the answer stands.
+    the crop's own, where a true crop's files disagree too. So where the gap there is over the bar, the
+    other places where the crop verifies over the whole original are tried (`verified_places`), and the
+    first where the files agree, and where the colour fits (`answer_in_colour`'s bar; `colour` reads the
+    pair in colour, as there), is the answer (`searched` "full"); where none does, the gap at the answer
+    stands.
     """
     if not (match.paired and match.ambiguous and headers and encodings_comparable(headers)):
         return match, None
-    (original, original_header), (crop, crop_header) = (((b, headers[1]), (a, headers[0])) if match.swapped
-                                                        else ((a, headers[0]), (b, headers[1])))
-    original, crop = same_depth(to_grey(original), to_grey(crop))  # arrays that hybrid's network also reads are RGB
+    original, crop = same_depth(*(to_grey(image) for image in original_first(match.swapped, a, b)))
+    original_header, crop_header = original_first(match.swapped, *headers)
 
     def gap_at(top_left: tuple[int, int]) -> float:
         test = EncodingTest(original, crop, top_left, original_header, crop_header)
@@ -314,32 +332,48 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
         return gap
 
     gap = gap_at(match.top_left)
-    if gap <= config.max_encoding_gap or step_energy(crop) <= config.encoding_test_energy:
+    if gap <= config.max_encoding_gap or step_energy(crop) <= config.smooth_crop_energy:
         return match, gap
+    def colour_fits(top_left: tuple[int, int]) -> bool:
+        colour_difference = colour_gap_at(match.swapped, top_left, a, b, colour) if colour else None
+        return colour_difference is None or colour_difference <= config.max_colour_gap
+
     x, y = match.top_left
-    for place in verified_places(original, crop, config, prepared):
-        if max(abs(place[0] - x), abs(place[1] - y)) > 1:
-            there = gap_at(place)
-            if there <= config.max_encoding_gap:
-                return replace(match, top_left=place, searched="full"), there  # found by a search of the whole original
-    return match, gap
+    for found in verified_places(original, crop, config, prepared):
+        if max(abs(found.top_left[0] - x), abs(found.top_left[1] - y)) > 1:
+            there = gap_at(found.top_left)
+            if there <= config.max_encoding_gap and colour_fits(found.top_left):
+                return PairMatch(True, match.swapped, found.top_left, found.score, True, found.candidates), there
+    return replace(match, searched="full"), gap  # the whole original was searched for a place the files allow
 
 
 def verified_places(original: np.ndarray, crop: np.ndarray, config: VerifyConfig,
-                    prepared: PreparedCrop | None = None) -> list[tuple[int, int]]:
-    """Every place of the full search's candidates where the crop verifies, best candidate first (each
-    polished on its own: `verify_candidates` stops counting at an answer too flat to pin down), then
-    those of the search at every phase (see `verify.search`): on a fine pattern along one axis (wood
-    grain) the crop's own place can lose the coarse search to repeats that fall on its grid."""
-    if prepared is None or prepared.crop is not crop:
-        prepared = PreparedCrop(crop, config)
-    candidates = search(original, prepared, config)[0] + search(original, prepared, config, phased=True)[0]
-    places = []
-    for candidate in candidates:
-        found = verify_candidates(original, prepared.tests, [candidate], config)
-        if found.found and found.top_left not in places:
-            places.append(found.top_left)
-    return places
+                    prepared: PreparedCrop | None = None) -> Iterator[Match]:
+    """Where the crop verifies over the whole original, one place at a time, as it is found: each of the
+    full search's candidates polished and verified on its own (`verify_candidates` stops counting at an
+    answer too flat to pin down), then, as `verify.locate` does when nothing verifies, those of the search
+    at every phase (see `verify.search`): on a fine pattern along one axis (wood grain) the crop's own
+    place can lose the coarse search to repeats that fall on its grid."""
+    prepared = prepare(crop, config, prepared)
+    candidates, coarse_best = search(original, prepared, config)
+    places = set()
+
+    def verified(candidates: list[tuple[int, int, float]]) -> Iterator[Match]:
+        for candidate in candidates:
+            found = verify_candidates(original, prepared.tests, [candidate], config)
+            if found.found and found.top_left not in places:
+                places.add(found.top_left)
+                yield found
+
+    yield from verified(candidates)
+    if prepared.phase_spread() > coarse_best:
+        yield from verified(search(original, prepared, config, phased=True)[0])
+
+
+def original_first(swapped: bool | None, a, b) -> tuple:
+    """(original, crop), of images or of anything else that comes in the pair's order, for an answer that
+    says `swapped` (the first image is the crop)."""
+    return (b, a) if swapped else (a, b)
 
 
 class Predictor:
@@ -713,8 +747,7 @@ def read_colour(paths: tuple[str, str], headers: tuple[ImageHeader, ImageHeader]
 def oriented(proposal: Proposal, a: np.ndarray, b: np.ndarray, sizes: tuple | None) -> tuple:
     """(original, its (w, h), crop, its (w, h), array px per image px) in the order the proposal gives."""
     size_a, size_b = (np.array(size) for size in (sizes or (a.shape[1::-1], b.shape[1::-1])))
-    (original, original_size), (crop, crop_size) = ((b, size_b), (a, size_a)) if proposal.swapped else \
-        ((a, size_a), (b, size_b))
+    (original, original_size), (crop, crop_size) = original_first(proposal.swapped, (a, size_a), (b, size_b))
     return original, original_size, crop, crop_size, original.shape[1] / original_size[0]
 
 

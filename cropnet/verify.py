@@ -86,13 +86,13 @@ class VerifyConfig:
     lossless: bool = False
     exact_max_residual: float = 9.0
     # Grey levels (RMS) an ambiguous answer's files may lie apart (`quantization.EncodingTest`) where one of
-    # them is a JPEG; applied by `predict.answer_encoding_gap`, which has the files' headers. A crop with
-    # texture (`quantization.step_energy` over `encoding_test_energy`) is ambiguous as a repeating pattern,
-    # whose true place may be another repeat, where the gap is large (tiled wallpapers of the training
-    # photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the true one): its answer moves
-    # to another place where it verifies and the files agree, and is turned down where there is none.
+    # them is a JPEG; applied by `predict.answer_encoding_gap`, which has the files' headers. Over it, a smooth
+    # crop (`quantization.step_energy` up to `smooth_crop_energy`) is turned down; one with texture is
+    # ambiguous as a repeating pattern, whose true place may be another repeat, where the gap is large (tiled
+    # wallpapers of the training photos: step energy 29-1,660, gaps 0.2-4 at the repeat answered, 0 at the
+    # true one): its answer moves to another place where it verifies and the files agree, if there is one.
     max_encoding_gap: float = 0.15
-    encoding_test_energy: float = 16.0
+    smooth_crop_energy: float = 16.0
     # Chroma levels the crop's mean colour over any of its regions may differ from the original's under it,
     # for an ambiguous answer (`colour.colour_gap`; applied by `predict.answer_in_colour`).
     max_colour_gap: float = 8.0
@@ -223,8 +223,7 @@ def locate(original: np.ndarray, crop: np.ndarray, config: VerifyConfig = Verify
     original, crop = same_depth(to_grey(original), to_grey(crop))
     if crop.shape[0] > original.shape[0] or crop.shape[1] > original.shape[1]:
         raise ValueError("Image must be larger than template.")
-    if prepared is None or prepared.crop is not crop:
-        prepared = PreparedCrop(crop, config)  # what search and verification need from the crop, computed once
+    prepared = prepare(crop, config, prepared)  # what search and verification need from the crop, computed once
     tests = prepared.tests
     if crop.shape == original.shape:
         return verify_candidates(original, tests, [(0, 0, 0.0)], config)
@@ -320,6 +319,11 @@ class PreparedCrop:
                     spread = max(spread, min(float(np.mean(difference ** 2)) for difference in aligned))
             self._phase_spread = spread  # assigned once, whole
         return self._phase_spread
+
+
+def prepare(crop: np.ndarray, config: VerifyConfig, prepared: PreparedCrop | None = None) -> PreparedCrop:
+    """`prepared` where it was made of this very array (`crop`, grey), else the crop prepared now."""
+    return prepared if prepared is not None and prepared.crop is crop else PreparedCrop(crop, config)
 
 
 def search(original: np.ndarray, prepared: PreparedCrop, config: VerifyConfig,
