@@ -334,6 +334,7 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
     gap = gap_at(match.top_left)
     if gap <= config.max_encoding_gap or step_energy(crop) <= config.smooth_crop_energy:
         return match, gap
+
     def colour_fits(top_left: tuple[int, int]) -> bool:
         colour_difference = colour_gap_at(match.swapped, top_left, a, b, colour) if colour else None
         return colour_difference is None or colour_difference <= config.max_colour_gap
