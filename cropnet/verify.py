@@ -34,8 +34,9 @@ repeating pattern), the answer is `ambiguous`: the best offset found, not a proo
 that it is the only one.
 
 Colour is not compared here: matching works on luma, where JPEG keeps full resolution.
-`predict` checks ambiguous answers in colour (`colour`); a sure answer whose colours alone
-were edited is still a crop.
+`predict` checks ambiguous answers in colour (`colour`) and against the two files' JPEG
+encodings (`quantization`), which can also move a repeating pattern's answer to the repeat
+the crop was cut from; a sure answer whose colours alone were edited is still a crop.
 """
 
 from __future__ import annotations
