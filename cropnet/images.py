@@ -89,27 +89,29 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, gr
         return pixels if pixels is not None and grey and not displayed else as_array(image, grey, displayed)
 
 
-def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-                        scales: tuple[float, ...] = (), colour_factor: int | None = None,
-                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], ReducedColour | None]:
-    """`load_image(path, grey=True)`, `load_image(path, scale=scale)` for each of `scales`, and with
-    `colour_factor` `load_reduced_colour(path, factor=colour_factor)` (else None): the same arrays, from
-    one decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB
-    36 MB at the peak). A JPEG is decoded once for each: its Y channel alone and a DCT-scaled RGB cost
-    less than one full decode."""
+def load_grey_and_views(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, scale: float | None = None,
+                        colour_factor: int | None = None) -> tuple[np.ndarray, np.ndarray | None, ReducedColour | None]:
+    """`load_image(path, grey=True)`, with `scale` `load_image(path, scale=scale)`, and with `colour_factor`
+    `load_reduced_colour(path, factor=colour_factor)` (else None for each): the same arrays, from one
+    decode when the file is not a JPEG (a 12-megapixel PNG takes 300 ms to decode, and its RGB 36 MB at
+    the peak). A JPEG is decoded once for each: its Y channel alone and a DCT-scaled RGB cost less than
+    one full decode."""
+    if scale is None and not colour_factor:
+        return load_image(path, max_pixels, grey=True), None, None
     if is_jpeg(path):
+        view = load_image(path, max_pixels, scale=scale) if scale is not None else None
         colour = load_reduced_colour(path, max_pixels, colour_factor) if colour_factor else None
-        views = tuple(load_image(path, max_pixels, scale=scale) for scale in scales)
-        return load_image(path, max_pixels, grey=True), views, colour
+        return load_image(path, max_pixels, grey=True), view, colour
     with decoded(path, max_pixels) as (image, _, _, _):
         width, height = image.size  # as displayed
-        sizes = [(max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else None
-                 for scale in scales]
         grey = as_array(image, True, None)
-        if image.mode not in ("RGB", "L") and (sizes or colour_factor):
-            image = Image.fromarray(to_rgb(image))  # transparency, palettes, CMYK, 16 bits: converted once for both
+        image = rgb_or_grey(image)  # converted once for both
+        view = None
+        if scale is not None:
+            view = as_array(image, False, (max(1, round(width * scale)), max(1, round(height * scale)))
+                            if scale < 1 else None)
         colour = ReducedColour(box_reduced(image, colour_factor), (0, 0)) if colour_factor else None
-        return grey, tuple(as_array(image, False, size) for size in sizes), colour
+        return grey, view, colour
 
 
 class ReducedColour(NamedTuple):
@@ -137,9 +139,13 @@ def load_reduced_colour(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_P
 
 def box_reduced(image: Image.Image, factor: int) -> np.ndarray:
     """A decoded image as RGB (by `to_rgb`'s rules), reduced by Pillow's box averages of `factor` x `factor`."""
-    if image.mode not in ("RGB", "L"):  # transparency, palettes, CMYK, 16 bits: converted first, as load_image does
-        image = Image.fromarray(to_rgb(image))
-    return to_rgb(image.reduce(factor))
+    return to_rgb(rgb_or_grey(image).reduce(factor))
+
+
+def rgb_or_grey(image: Image.Image) -> Image.Image:
+    """The image itself when Pillow holds it as RGB or L, else converted to RGB by `to_rgb`'s rules
+    (transparency, palettes, CMYK, 16 bits), so that reducing it averages the pixels `load_image` gives."""
+    return image if image.mode in ("RGB", "L") else Image.fromarray(to_rgb(image))
 
 
 @contextmanager

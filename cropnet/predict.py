@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .colour import FACTOR as COLOUR_FACTOR
-from .colour import colour_gap, colour_places, colour_view
+from .colour import ColourView, colour_gap, colour_places, colour_view
 from .errors import PairsFileError
 from .geometry import apply_size_rule, corner_in_pixels
 from .images import (
@@ -191,6 +191,8 @@ COLOUR_WINDOW = 16
 # Reads both images in colour, (a, b): each reduced by `colour.FACTOR` (`images.ReducedColour`) or an RGB
 # array at full size (`colour.colour_view` reduces it), None for an image without colour.
 ColourReader = Callable[[], tuple[ReducedColour | np.ndarray | None, ReducedColour | np.ndarray | None]]
+# Both images as the colour check compares them, (a, b) (`colour.ColourView`; None: no colour to compare).
+ColourViews = Callable[[], tuple[ColourView | None, ColourView | None]]
 
 
 def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Proposal | None = None,
@@ -208,8 +210,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default `a` and
     `b` themselves, which have colour when they are RGB.
     """
-    # Read once at most: the answer can be checked twice (hybrid's window answer, then the full search's).
-    colour = cache(colour or (lambda: (a, b)))
+    read = colour or (lambda: (a, b))
+    # Read and converted once at most: an answer can be checked more than once (hybrid's window answer, then
+    # the full search's; an answer moved to another repeat of a pattern).
+    views = cache(lambda: tuple(colour_view(image, array.shape[1::-1])
+                                for image, array in zip(read(), (a, b), strict=True)))
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}
@@ -225,11 +230,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     def checked(hint: tuple[int, int, int] | None) -> tuple[PairMatch, float | None, float | None]:
         """The search's answer, checked in colour and against the files' encodings."""
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
-        match, colour_difference = answer_in_colour(match, a, b, colour, verify_config, prepared)
+        match, colour_difference = answer_in_colour(match, a, b, views, verify_config, prepared)
         placed = match.top_left
-        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared, colour)
+        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared, views)
         if match.paired and match.top_left != placed:  # moved to where the files agree and the colour fits
-            colour_difference = colour_gap_at(match.swapped, match.top_left, a, b, colour)
+            colour_difference = colour_gap_at(match.swapped, match.top_left, views)
         return match, colour_difference, gap
 
     match, colour_difference, gap = checked(hint)
@@ -250,10 +255,11 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
                       match.ambiguous, match.candidates, searched=searched)
 
 
-def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: ColourReader,
+def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, views: ColourViews,
                      config: VerifyConfig, prepared: PreparedCrop | None = None) -> tuple[PairMatch, float | None]:
-    """An ambiguous answer checked in colour (see `colour`), and the colour gap at it (None where the
-    check does not apply: a sure answer, no answer, an image without colour).
+    """An ambiguous answer checked in colour (see `colour`; `views` gives the pair as it compares them),
+    and the colour gap at it (None where the check does not apply: a sure answer, no answer, an image
+    without colour).
 
     Within `VerifyConfig.max_colour_gap` the answer stands. Else the crop's luma fits there but its
     colour does not: it is sought where both fit (`colour_places`), each place verified in luma at full
@@ -262,7 +268,7 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     """
     if not (match.paired and match.ambiguous):
         return match, None
-    original_view, crop_view = colour_views(match.swapped, a, b, colour)
+    original_view, crop_view = original_first(match.swapped, *views())
     if original_view is None or crop_view is None:
         return match, None
     gap = colour_gap(original_view, crop_view, match.top_left)
@@ -283,23 +289,16 @@ def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, colour: Col
     return PairMatch(False, None, None, match.score), gap
 
 
-def colour_views(swapped: bool | None, a: np.ndarray, b: np.ndarray, colour: ColourReader) -> tuple:
-    """(original, crop) in colour as `colour.colour_view` makes them (None for an image without colour)."""
-    views = (colour_view(read, image.shape[1::-1]) for read, image in zip(colour(), (a, b), strict=True))
-    return original_first(swapped, *views)
-
-
-def colour_gap_at(swapped: bool | None, top_left: tuple[int, int], a: np.ndarray, b: np.ndarray,
-                  colour: ColourReader) -> float | None:
+def colour_gap_at(swapped: bool | None, top_left: tuple[int, int], views: ColourViews) -> float | None:
     """The colour gap (`colour.colour_gap`) with the crop at `top_left`, None where an image has no colour."""
-    original_view, crop_view = colour_views(swapped, a, b, colour)
+    original_view, crop_view = original_first(swapped, *views())
     return None if original_view is None or crop_view is None else colour_gap(original_view, crop_view, top_left)
 
 
 def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
                         headers: tuple[ImageHeader, ImageHeader] | None, config: VerifyConfig,
                         prepared: PreparedCrop | None = None,
-                        colour: ColourReader | None = None) -> tuple[PairMatch, float | None]:
+                        views: ColourViews | None = None) -> tuple[PairMatch, float | None]:
     """An ambiguous answer checked against the files' encodings (`quantization.EncodingTest`): the answer,
     perhaps moved, and the files' gap at it, None where the test does not apply (a sure answer, no answer,
     files it cannot read). The caller turns a gap over `VerifyConfig.max_encoding_gap` down.
@@ -313,8 +312,8 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
     because its pattern repeats or runs along one direction, and the answer can be a repeat other than
     the crop's own, where a true crop's files disagree too. So where the gap there is over the bar, the
     other places where the crop verifies over the whole original are tried (`verified_places`), and the
-    first where the files agree, and where the colour fits (`answer_in_colour`'s bar; `colour` reads the
-    pair in colour, as there), is the answer (`searched` "full"); where none does, the gap at the answer
+    first where the files agree, and where the colour fits (`answer_in_colour`'s bar; `views` as there),
+    is the answer (`searched` "full"); where none does, the gap at the answer
     stands.
     """
     if not (match.paired and match.ambiguous and headers and encodings_comparable(headers)):
@@ -336,7 +335,7 @@ def answer_encoding_gap(match: PairMatch, a: np.ndarray, b: np.ndarray,
         return match, gap
 
     def colour_fits(top_left: tuple[int, int]) -> bool:
-        colour_difference = colour_gap_at(match.swapped, top_left, a, b, colour) if colour else None
+        colour_difference = colour_gap_at(match.swapped, top_left, views) if views else None
         return colour_difference is None or colour_difference <= config.max_colour_gap
 
     x, y = match.top_left
@@ -832,12 +831,8 @@ def load_and_prepare(path_a, path_b, sizes: tuple, max_pixels: int, decoder: Thr
     here = 1 if crop_index is None else crop_index  # decoded on this thread: the crop, or b
     paths = (path_a, path_b)
 
-    def read(index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        if view_scales[index] is None and colour_factors[index] is None:
-            return load_image(paths[index], max_pixels, grey=True), None, None
-        scales = () if view_scales[index] is None else (view_scales[index],)
-        grey, views, colour = load_grey_and_views(paths[index], max_pixels, scales, colour_factors[index])
-        return grey, views[0] if views else None, colour
+    def read(index: int) -> tuple[np.ndarray, np.ndarray | None, ReducedColour | None]:
+        return load_grey_and_views(paths[index], max_pixels, view_scales[index], colour_factors[index])
 
     pending = decoder.submit(read, 1 - here)
     try:

@@ -141,7 +141,8 @@ def test_grey_and_view_from_one_decode_are_what_two_loads_give(tmp_path, name, m
     exif = Image.Exif()
     exif[0x0112] = orientation
     photo.save(tmp_path / name, exif=exif, **({"lossless": True} if name.endswith("webp") else {}))
-    grey, (view, smaller), colour = load_grey_and_views(tmp_path / name, scales=(0.3, 0.2), colour_factor=4)
+    grey, view, colour = load_grey_and_views(tmp_path / name, scale=0.3, colour_factor=4)
+    smaller = load_grey_and_views(tmp_path / name, scale=0.2)[1]
     assert np.array_equal(grey, load_image(tmp_path / name, grey=True))
     assert np.array_equal(view, load_image(tmp_path / name, scale=0.3))
     assert np.array_equal(smaller, load_image(tmp_path / name, scale=0.2))
