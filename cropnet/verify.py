@@ -97,6 +97,13 @@ class VerifyConfig:
     # Chroma levels the crop's mean colour over any of its regions may differ from the original's under it,
     # for an ambiguous answer (`colour.colour_gap`; applied by `predict.answer_in_colour`).
     max_colour_gap: float = 8.0
+    # A paired answer is turned down where the original resampled fits the crop clearly better than the
+    # original as it is (`resampling.ResampledFit`; applied by `predict.predict_classic`): it leaves at most
+    # this share of the residual, and less by at least `min_resampled_gain` mean squared grey levels (both
+    # images blurred). True crops of the training and validation photos: share 0.88 or more where the gain
+    # reaches 0.3; under 0.44 only where both residuals are under 0.3 (near-flat crops).
+    max_resampled_share: float = 0.5
+    min_resampled_gain: float = 0.3
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from cropnet.predict import (
     verified_places,
 )
 from cropnet.quantization import EncodingTest, step_energy
-from cropnet.verify import PairMatch, VerifyConfig, to_grey
+from cropnet.verify import PairMatch, VerifyConfig, match_pair, to_grey
 
 
 @pytest.fixture
@@ -377,9 +380,12 @@ def test_a_resized_smooth_crop_is_turned_down_by_its_files_quantization(tmp_path
     for quality in (90, 60):
         Image.fromarray(resized).save(tmp_path / "resized.jpg", quality=quality)
         Image.fromarray(crop).save(tmp_path / "crop.jpg", quality=quality)
-        pixels_only = predictor.predict_arrays(load_image(original, grey=True),
-                                               load_image(tmp_path / "resized.jpg", grey=True))
-        assert pixels_only.paired and pixels_only.ambiguous  # it fits within JPEG noise, as a smooth crop does
+        pixels = load_image(original, grey=True), load_image(tmp_path / "resized.jpg", grey=True)
+        verified = match_pair(*pixels)
+        assert verified.paired and verified.ambiguous  # it fits within JPEG noise, as a smooth crop does
+        # Without the files, the pixels alone turn it down: the original resampled fits it better (test_resampling).
+        pixels_only = predictor.predict_arrays(*pixels)
+        assert not pixels_only.paired and pixels_only.scores["resampled_share"] < VerifyConfig().max_resampled_share
         turned_down = predictor.predict_files(original, str(tmp_path / "resized.jpg"))
         assert not turned_down.paired and turned_down.scores["encoding_gap"] > 2 * VerifyConfig().max_encoding_gap
         found = predictor.predict_files(original, str(tmp_path / "crop.jpg"))
@@ -459,10 +465,10 @@ def test_a_textured_answer_the_files_disagree_with_everywhere_it_verifies_is_tur
     assert not turned_down.paired and turned_down.scores["encoding_gap"] > 2 * VerifyConfig().max_encoding_gap
 
 
-def test_a_window_answer_the_files_disagree_with_sends_hybrid_to_the_full_search(tmp_path):
+def test_a_window_answer_at_a_resized_copy_sends_hybrid_to_the_full_search(tmp_path):
     # The network's corner points at a resized copy of the crop's smooth region, far from the true place:
-    # within the window the copy fits within JPEG noise, but its files leave a gap, so the whole original
-    # is searched, as when nothing in the window verifies.
+    # within the window the copy fits within JPEG noise, but the original resampled fits it better (and
+    # its files leave a gap), so the whole original is searched, as when nothing in the window verifies.
     field = smooth_field(1)
     x, y, width, height = 120, 90, 96, 72
     canvas = np.full((300, 1000), 128, np.float32)
@@ -474,8 +480,11 @@ def test_a_window_answer_the_files_disagree_with_sends_hybrid_to_the_full_search
     paths = tmp_path / "original.png", tmp_path / "crop.jpg"
     original, crop = (load_image(path, grey=True) for path in paths)
     at_the_copy = Proposal(True, False, (800, 120), 0.9, 0.1)
+    without_resampling = replace(VerifyConfig(), min_resampled_gain=math.inf)
+    in_window = predict_classic(original, crop, proposal=at_the_copy, verify_config=without_resampling)
+    assert in_window.searched == "proposal" and in_window.top_left == (800, 120)  # the copy verifies
     pixels_only = predict_classic(original, crop, proposal=at_the_copy)
-    assert pixels_only.searched == "proposal" and pixels_only.top_left == (800, 120)
+    assert (pixels_only.paired, pixels_only.top_left, pixels_only.searched) == (True, (x, y), "full")
     answer = predict_classic(original, crop, proposal=at_the_copy, headers=tuple(map(image_header, paths)))
     assert (answer.paired, answer.top_left, answer.searched) == (True, (x, y), "full")
 
