@@ -228,51 +228,53 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
             radius = max(64, round(PROPOSAL_RADIUS * max(original.shape[:2])))
             hint = (*proposal.top_left, radius)
 
-    def checked(hint: tuple[int, int, int] | None) -> Checked:
+    def search_and_check(hint: tuple[int, int, int] | None) -> CheckedMatch:
         """The search's answer, checked in colour, against the files' encodings and for resampling."""
         match = match_pair(a, b, verify_config, prefer_swapped=prefer_swapped, hint=hint, prepared=prepared)
         match, colour_difference = answer_in_colour(match, a, b, views, verify_config, prepared)
         placed = match.top_left
-        match, gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared, views)
+        match, encoding_gap = answer_encoding_gap(match, a, b, headers, verify_config, prepared, views)
         if match.paired and match.top_left != placed:  # moved to where the files agree and the colour fits
             colour_difference = colour_gap_at(match.swapped, match.top_left, views)
-        fit = None
-        if match.paired and (gap is None or gap <= verify_config.max_encoding_gap):
-            fit = resampled_fit(*original_first(match.swapped, a, b), match.top_left)
-        return Checked(match, colour_difference, gap, fit)
+        resampled = None
+        if match.paired and (encoding_gap is None or encoding_gap <= verify_config.max_encoding_gap):
+            resampled = resampled_fit(*original_first(match.swapped, a, b), match.top_left)
+        return CheckedMatch(match, colour_difference, encoding_gap, resampled)
 
-    checks = checked(hint)
-    if checks.turned_down(verify_config) and checks.match.searched == "proposal":
-        # The window's answer can be another place the crop fits about as well: a smooth one where its files
-        # disagree, or a resized copy of the crop's region: as when nothing in the window verifies, the whole
-        # original is searched. (An answer with texture the files disagree with was sought over the whole
-        # original by `answer_encoding_gap` already.)
-        checks = checked(None)
-    match = checks.match
+    checked = search_and_check(hint)
+    if checked.turned_down(verify_config) and checked.match.searched == "proposal":
+        # The window's answer can be another place the crop fits about as well: a smooth one where its
+        # files disagree, or a resized copy of the crop's region. As when nothing in the window verifies,
+        # the whole original is searched. (An answer with texture the files disagree with was sought over
+        # the whole original by `answer_encoding_gap` already.)
+        checked = search_and_check(None)
+    match = checked.match
     scores["verification"] = match.score
-    for name, value in (("colour_gap", checks.colour_difference), ("encoding_gap", checks.gap),
-                        ("resampled_share", checks.fit and checks.fit.share)):
-        if value is not None:
-            scores[name] = value
+    if checked.colour_gap is not None:
+        scores["colour_gap"] = checked.colour_gap
+    if checked.encoding_gap is not None:
+        scores["encoding_gap"] = checked.encoding_gap
+    if checked.resampled is not None:
+        scores["resampled_share"] = checked.resampled.share
     method, searched = ("classic", None) if proposal is None else ("hybrid", match.searched)
-    if checks.turned_down(verify_config):
+    if checked.turned_down(verify_config):
         return Prediction(names[0], names[1], False, None, None, method, scores, searched=searched)
     return Prediction(names[0], names[1], match.paired, match.swapped, match.top_left, method, scores,
                       match.ambiguous, match.candidates, searched=searched)
 
 
-class Checked(NamedTuple):
+class CheckedMatch(NamedTuple):
     """An answer of `predict_classic`'s search and what its checks measured (None: a check that did not apply)."""
 
     match: PairMatch
-    colour_difference: float | None  # `colour.colour_gap` at the answer
-    gap: float | None  # the files' encoding gap (`answer_encoding_gap`)
-    fit: ResampledFit | None  # the crop against the original resampled (`resampling.resampled_fit`)
+    colour_gap: float | None  # `colour.colour_gap` at the answer (`answer_in_colour`)
+    encoding_gap: float | None  # the files' gap (`answer_encoding_gap`)
+    resampled: ResampledFit | None  # the crop against the original resampled (`resampling.resampled_fit`)
 
     def turned_down(self, config: VerifyConfig) -> bool:
         """A paired answer the files' encodings or resampling say is no crop."""
-        return ((self.gap is not None and self.gap > config.max_encoding_gap)
-                or (self.fit is not None and self.fit.looks_resampled(config)))
+        return ((self.encoding_gap is not None and self.encoding_gap > config.max_encoding_gap)
+                or (self.resampled is not None and self.resampled.looks_resampled(config)))
 
 
 def answer_in_colour(match: PairMatch, a: np.ndarray, b: np.ndarray, views: ColourViews,

@@ -24,16 +24,18 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .verify import VerifyConfig, to_grey
+from .verify import VerifyConfig, box_mean, to_grey
 
-# Scales of the original tried, about 1 (left out: within +-0.015 a resampled copy is the original, blurred).
-# The drift of a resized crop is seen at any of them to within half a step across `MAX_SIDE` px.
-SCALES = tuple(round(0.80 + 0.01 * step, 2) for step in range(46) if abs(0.80 + 0.01 * step - 1) > 0.015)
+# Scales of the original tried, about 1 (left out: within +-0.01 a resampled copy is the original, blurred).
+# Between two steps a crop of `MAX_SIDE` px drifts by at most 0.005 x 128 = 0.6 px at its edges.
+SCALES = tuple(percent / 100 for percent in range(80, 126) if abs(percent - 100) > 1)
 MAX_SIDE = 128  # px of the crop's longer side compared; a larger crop is reduced to it (a whole factor)
 BLUR_SIGMA = 1.5  # px, Gaussian blur of both before comparing
-EDGE = 3  # px of the blurred crop's border left out (blurred with what lies outside it)
-PLAY = 6  # px around the expected place searched, at each scale and as it is
-MIN_SIDE = 12  # crops smaller than this on a side are not tested
+# px of the blurred crop's border left out: there the blur reads mostly what lies outside the crop (2 sigma;
+# the kernel's tail, 5% of its weight, reaches 6 px).
+EDGE = 3
+PLAY = 6  # px (of the compared, perhaps reduced, images) around the expected place searched, at each scale
+MIN_SIDE = 12  # px of the compared crop's shorter side (after reducing, before EDGE) below which it is not tested
 
 
 class ResampledFit(NamedTuple):
@@ -45,7 +47,8 @@ class ResampledFit(NamedTuple):
 
     @property
     def share(self) -> float:
-        """What resampling leaves of the residual: about 1 or more for a true crop."""
+        """What resampling leaves of the residual: well over 0.5 for a true crop (measured down to 0.64)
+        unless it is near flat, when the gain is tiny (see `looks_resampled`)."""
         return self.resampled / self.as_is if self.as_is > 0 else 1.0
 
     def looks_resampled(self, config: VerifyConfig) -> bool:
@@ -57,7 +60,12 @@ class ResampledFit(NamedTuple):
 
 def resampled_fit(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, int]) -> ResampledFit | None:
     """How well the crop fits the original at `top_left`, as it is and resampled (see the module's
-    docstring); None for a crop too small to tell. Grey or RGB arrays, any depth."""
+    docstring); None for a crop too small to tell. Grey or RGB arrays of 8-bit levels (the bars are in them).
+
+    Only the answer's place is tested: an ambiguous answer at a resized copy of the crop's region, where
+    the crop's own place is elsewhere in the original, is turned down, its other places not tried (as the
+    encoding test tries them). Hybrid's window answer so turned down is sought over the whole original.
+    """
     height, width = crop.shape[:2]
     factor = max(1, math.ceil(max(height, width) / MAX_SIDE))
     if min(height, width) // factor < MIN_SIDE:
@@ -66,31 +74,37 @@ def resampled_fit(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, i
     # Room for the crop's source at the smallest scale, and the play, in the original's px.
     margin = factor * (math.ceil((1 / SCALES[0] - 1) / 2 * max(height, width) / factor) + PLAY + EDGE)
     # The window starts a whole number of reduced px before the crop, so both reduce on one grid.
-    left = x - factor * ((x - max(0, x - margin)) // factor)
-    top = y - factor * ((y - max(0, y - margin)) // factor)
+    left, top = x - factor * (min(x, margin) // factor), y - factor * (min(y, margin) // factor)
     window = reduced_and_blurred(original[top:y + height + margin, left:x + width + margin], factor)
-    crop = reduced_and_blurred(crop, factor)[EDGE:-EDGE, EDGE:-EDGE]
+    compared = reduced_and_blurred(crop, factor)[EDGE:-EDGE, EDGE:-EDGE]
+    # Both less the crop's mean: matchTemplate's squared differences are sums of squares computed in float32,
+    # which near grey level 128 (16,000 a pixel) would blur residuals of a tenth.
+    level = float(compared.mean())
+    window -= level
+    compared -= level
     place = ((x - left) // factor + EDGE, (y - top) // factor + EDGE)
-    as_is = best_near(window, crop, place, 1.0)
+    as_is = best_near(window, compared, place, 1.0)
+    if not math.isfinite(as_is):
+        return None
+    # The window is blurred before it is resampled: its blur scales with it (sigma 1.2-1.9 against the
+    # crop's 1.5), which the bars were measured with.
     resampled, scale = min(
-        (best_near(cv2.resize(window, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR), crop, place, s), s)
+        (best_near(cv2.resize(window, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR), compared, place, s), s)
         for s in SCALES)
     return ResampledFit(as_is, resampled, scale)
 
 
 def reduced_and_blurred(image: np.ndarray, factor: int) -> np.ndarray:
-    """Luma reduced by a whole `factor` (its size cut to a multiple of it first: an exact grid), blurred, float32."""
-    height, width = image.shape[:2]
-    image = image[:height // factor * factor, :width // factor * factor]
+    """Luma reduced by a whole `factor` (`verify.box_mean`: an exact grid), blurred, float32."""
+    grey = to_grey(image)
     if factor > 1:
-        image = cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(to_grey(image).astype(np.float32, copy=False), (0, 0), BLUR_SIGMA)
+        grey = box_mean(grey, (factor, factor))
+    return cv2.GaussianBlur(grey.astype(np.float32, copy=False), (0, 0), BLUR_SIGMA)
 
 
 def best_near(image: np.ndarray, crop: np.ndarray, place: tuple[int, int], scale: float) -> float:
     """Least mean squared residual of `crop` within `PLAY` px of where `place` (its top left corner in the
-    unscaled image) lands in `image`, the window resampled by `scale` about the crop's centre; inf where
-    the crop does not fit there."""
+    window) lands in `image`, the window resampled by `scale`; inf where the crop does not fit there."""
     crop_h, crop_w = crop.shape
     x = round(scale * (place[0] + crop_w / 2) - crop_w / 2) - PLAY
     y = round(scale * (place[1] + crop_h / 2) - crop_h / 2) - PLAY

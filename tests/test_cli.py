@@ -204,3 +204,23 @@ def test_shipped_model_answers_the_sample_pair(runner, swap, checkpoint):
     width, height = Image.open(SAMPLE_ORIGINAL).size
     # The network alone is approximate (it sees the pair at 128-160 px): within 5% of each side.
     assert abs(x - SAMPLE_TOP_LEFT[0]) <= 0.05 * width and abs(y - SAMPLE_TOP_LEFT[1]) <= 0.05 * height
+
+
+def test_a_resized_crop_of_a_soft_picture_is_no_crop_and_says_why(runner, tmp_path):
+    # A lossy WebP crop: no JPEG quantization to compare, so the resampling test is what decides.
+    rows, cols = np.mgrid[0:300, 0:400]
+    picture = np.clip(128 + 40 * np.sin(cols / 37.0) * np.cos(rows / 29.0)
+                      + np.random.default_rng(0).normal(0, 1, (300, 400)), 0, 255).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "original.png")
+    Image.fromarray(picture[90:179, 120:231]).resize((100, 80), Image.Resampling.BICUBIC).save(
+        tmp_path / "resized.webp", quality=80)
+    Image.fromarray(picture[90:170, 120:220]).save(tmp_path / "crop.webp", quality=80)
+    original = str(tmp_path / "original.png")
+    turned_down = runner.invoke(cli, ["predict", "--method", "classic", "--json", original,
+                                      str(tmp_path / "resized.webp")])
+    answer = json.loads(turned_down.stdout)
+    assert turned_down.exit_code == 1 and answer["paired"] is False
+    assert answer["scores"]["resampled_share"] <= 0.5 and "encoding_gap" not in answer["scores"]
+    found = runner.invoke(cli, ["predict", "--method", "classic", "--json", original, str(tmp_path / "crop.webp")])
+    answer = json.loads(found.stdout)
+    assert found.exit_code == 0 and answer["top_left"] == [120, 90] and answer["scores"]["resampled_share"] > 0.9

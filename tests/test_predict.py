@@ -485,8 +485,13 @@ def test_a_window_answer_at_a_resized_copy_sends_hybrid_to_the_full_search(tmp_p
     assert in_window.searched == "proposal" and in_window.top_left == (800, 120)  # the copy verifies
     pixels_only = predict_classic(original, crop, proposal=at_the_copy)
     assert (pixels_only.paired, pixels_only.top_left, pixels_only.searched) == (True, (x, y), "full")
-    answer = predict_classic(original, crop, proposal=at_the_copy, headers=tuple(map(image_header, paths)))
+    headers = tuple(map(image_header, paths))
+    answer = predict_classic(original, crop, proposal=at_the_copy, headers=headers)
     assert (answer.paired, answer.top_left, answer.searched) == (True, (x, y), "full")
+    # The files' gap alone sends it there too.
+    by_the_files = predict_classic(original, crop, proposal=at_the_copy, headers=headers,
+                                   verify_config=without_resampling)
+    assert (by_the_files.paired, by_the_files.top_left, by_the_files.searched) == (True, (x, y), "full")
 
 
 def test_the_encoding_test_looks_where_the_pixels_fit_best_near_the_answer(tmp_path):

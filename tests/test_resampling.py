@@ -40,19 +40,37 @@ def resized_crop(picture: np.ndarray, box: tuple[int, int, int, int], scale: flo
     return np.asarray(Image.fromarray(region).resize((width, height), Image.Resampling.BICUBIC))
 
 
-@pytest.mark.parametrize("seed", [1, 6])
 @pytest.mark.parametrize("scale", [0.9, 1.15])
-def test_a_resized_crop_that_verifies_is_seen_resampled_at_about_its_scale(seed, scale):
-    picture = soft_picture(seed)
-    original = jpeg(picture, 60)
-    crop = jpeg(resized_crop(picture, (120, 90, 100, 80), scale), 50)
-    verified = match_pair(original, crop)
-    assert verified.paired and not verified.swapped  # within JPEG noise tile by tile
-    fit = resampled_fit(original, crop, verified.top_left)
-    assert fit.looks_resampled(CONFIG)
-    assert fit.share < 0.45 and abs(fit.scale - scale) <= 0.05
-    answer = predict_classic(original, crop)
-    assert not answer.paired and answer.scores["resampled_share"] == pytest.approx(fit.share)
+def test_resized_crops_that_verify_are_seen_resampled_at_about_their_scale(scale):
+    # Of eight soft pictures, those where verification lets the resized crop through (on the others it
+    # sees the drift itself): the cases this test is for.
+    verified_seeds = 0
+    for seed in range(8):
+        picture = soft_picture(seed)
+        original = jpeg(picture, 60)
+        crop = jpeg(resized_crop(picture, (120, 90, 100, 80), scale), 50)
+        verified = match_pair(original, crop)
+        if not verified.paired:
+            continue
+        verified_seeds += 1
+        fit = resampled_fit(original, crop, verified.top_left)
+        assert fit.looks_resampled(CONFIG)
+        assert fit.share < 0.45 and abs(fit.scale - scale) <= 0.05
+        answer = predict_classic(original, crop)
+        assert not answer.paired and answer.scores["resampled_share"] == pytest.approx(fit.share)
+    assert verified_seeds >= 3
+
+
+def test_either_order_and_colour_arrays():
+    picture = soft_picture(1)
+    original = jpeg(np.dstack([picture, picture // 2 + 60, 255 - picture]), 60)  # RGB
+    crop_box = original[90:170, 120:220]
+    resized = np.asarray(Image.fromarray(original[90:90 + 89, 120:120 + 111]).resize((100, 80)))
+    found = predict_classic(crop_box, original)  # the crop first: swapped
+    assert (found.paired, found.swapped, found.top_left) == (True, True, (120, 90))
+    assert found.scores["resampled_share"] > 0.9
+    turned_down = predict_classic(resized, original)
+    assert not turned_down.paired and turned_down.scores["resampled_share"] < CONFIG.max_resampled_share
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -66,12 +84,19 @@ def test_a_true_crop_fits_best_as_it_is(seed):
     assert answer.scores["resampled_share"] == pytest.approx(fit.share)
 
 
-def test_true_crops_at_the_originals_corners_are_compared_where_they_fit():
-    picture = soft_picture(3)
+def test_crops_at_the_originals_corners_are_compared_where_they_fit():
+    picture = soft_picture(6)
     original = jpeg(picture, 60)
     for x, y in ((0, 0), (300, 220)):
-        fit = resampled_fit(original, jpeg(picture[y:y + 80, x:x + 100], 50), (x, y))
-        assert np.isfinite(fit.as_is) and not fit.looks_resampled(CONFIG)
+        true = resampled_fit(original, jpeg(picture[y:y + 80, x:x + 100], 50), (x, y))
+        assert np.isfinite(true.resampled) and not true.looks_resampled(CONFIG) and true.share > 0.9
+    # Shrunk from the region at the corner, answered where verification puts it: the scale is found, but
+    # the test is weaker there (the blur reads reflected pixels at the edge; shares 0.28-0.82 over eight
+    # such pictures, this one the highest), and this crop is not turned down.
+    crop = jpeg(resized_crop(picture, (0, 0, 100, 80), 0.9), 50)
+    verified = match_pair(original, crop)
+    resized = resampled_fit(original, crop, verified.top_left)
+    assert resized.share < 0.9 and abs(resized.scale - 0.9) <= 0.03
 
 
 def test_a_large_crop_is_compared_reduced_on_the_originals_grid():
@@ -81,7 +106,8 @@ def test_a_large_crop_is_compared_reduced_on_the_originals_grid():
     x, y, width, height = box
     true = resampled_fit(original, jpeg(picture[y:y + height, x:x + width], 50), (x, y))
     assert not true.looks_resampled(CONFIG) and true.share > 0.9
-    resized = resampled_fit(original, jpeg(resized_crop(picture, box, 0.9), 50), (x + 20, y + 15))
+    # Where the shrunk crop fits best as it is: its source, 1/0.9 times as large, centred on it (22, 15 px in).
+    resized = resampled_fit(original, jpeg(resized_crop(picture, box, 0.9), 50), (x + 22, y + 15))
     assert resized.looks_resampled(CONFIG) and abs(resized.scale - 0.9) <= 0.03
 
 
