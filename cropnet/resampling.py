@@ -35,7 +35,10 @@ BLUR_SIGMA = 1.5  # px, Gaussian blur of both before comparing
 # the kernel's tail, 5% of its weight, reaches 6 px).
 EDGE = 3
 PLAY = 6  # px (of the compared, perhaps reduced, images) around the expected place searched, at each scale
-MIN_SIDE = 12  # px of the compared crop's shorter side (after reducing, before EDGE) below which it is not tested
+# px of the compared crop's shorter side (reduced, less EDGE on both sides) below which it is not tested: with
+# fewer, the blur and the play leave too few independent pixels to tell a resampled original from noise fitted
+# (a 12 x 12 px true crop, compared 6 x 6, fit one at share 0.24 in scripts/same_answers.py's tiny group).
+MIN_COMPARED = 12
 
 
 class ResampledFit(NamedTuple):
@@ -68,7 +71,7 @@ def resampled_fit(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, i
     """
     height, width = crop.shape[:2]
     factor = max(1, math.ceil(max(height, width) / MAX_SIDE))
-    if min(height, width) // factor < MIN_SIDE:
+    if min(height, width) // factor - 2 * EDGE < MIN_COMPARED:
         return None
     x, y = top_left
     # Room for the crop's source at the smallest scale, and the play, in the original's px.

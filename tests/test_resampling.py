@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cropnet.predict import predict_classic
-from cropnet.resampling import MAX_SIDE, resampled_fit
+from cropnet.resampling import EDGE, MAX_SIDE, MIN_COMPARED, resampled_fit
 from cropnet.verify import VerifyConfig, match_pair
 
 CONFIG = VerifyConfig()
@@ -113,4 +113,8 @@ def test_a_large_crop_is_compared_reduced_on_the_originals_grid():
 
 def test_a_crop_too_small_to_tell_is_not_tested():
     picture = soft_picture(5)
-    assert resampled_fit(picture, picture[10:21, 10:60], (10, 10)) is None
+    shortest = MIN_COMPARED + 2 * EDGE  # on its shorter side, as compared
+    assert resampled_fit(picture, picture[10:10 + shortest - 1, 10:60], (10, 10)) is None
+    assert resampled_fit(picture, picture[10:10 + shortest, 10:60], (10, 10)) is not None
+    # A long thin crop is reduced for its length (by 4 here), and its shorter side with it.
+    assert resampled_fit(picture, picture[10:10 + 4 * shortest - 1, 0:400], (0, 10)) is None
