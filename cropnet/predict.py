@@ -211,11 +211,15 @@ def predict_classic(a: np.ndarray, b: np.ndarray, names=("a", "b"), proposal: Pr
     `colour`: reads the pair in colour for an ambiguous answer (`answer_in_colour`); by default `a` and
     `b` themselves, which have colour when they are RGB.
     """
-    read = colour or (lambda: (a, b))
+    given = a, b  # RGB arrays have colour for the colour check
+    read = colour or (lambda: given)
     # Read and converted once at most: an answer can be checked more than once (hybrid's window answer, then
     # the full search's; an answer moved to another repeat of a pattern).
     views = cache(lambda: tuple(colour_view(image, array.shape[1::-1])
-                                for image, array in zip(read(), (a, b), strict=True)))
+                                for image, array in zip(read(), given, strict=True)))
+    # Luma once for every search and check below (RGB arrays, as evaluate's, were converted by each; the
+    # luma `Predictor.load` gives is kept as it is, the very array its `prepared` crop was made of).
+    a, b = to_grey(a), to_grey(b)
     if headers and all(header.lossless for header in headers):
         verify_config = replace(verify_config, lossless=True)
     prefer_swapped, hint, scores = None, None, {}

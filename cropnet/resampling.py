@@ -81,7 +81,9 @@ def resampled_fit(original: np.ndarray, crop: np.ndarray, top_left: tuple[int, i
     window = reduced_and_blurred(original[top:y + height + margin, left:x + width + margin], factor)
     compared = reduced_and_blurred(crop, factor)[EDGE:-EDGE, EDGE:-EDGE]
     # Both less the crop's mean: matchTemplate's squared differences are sums of squares computed in float32,
-    # which near grey level 128 (16,000 a pixel) would blur residuals of a tenth.
+    # large near grey level 128. Over 113 true crops of the development sets the best residual was off by up
+    # to 0.004 that way, against 0.0004 with the mean taken out: little beside the gain's bar, but much in
+    # the share where the residual as it is is near 0.
     level = float(compared.mean())
     window -= level
     compared -= level

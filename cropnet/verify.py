@@ -867,8 +867,10 @@ class CropTests:
         of the original (x, y in its pixels; `SmoothedCrop.reaches` must allow it)."""
         return self.fit_enough(self.smoothed.residual(original, x, y, level)[0], give_up_share)
 
-    def measure(self, original: np.ndarray, x: int, y: int, give_up_share: float | None = None) -> Evidence:
-        """Polish (x, y) at full resolution and gather both tests' per-tile evidence there.
+    def measure(self, original: np.ndarray, x: int, y: int, give_up_share: float | None = None,
+                polish_offset: bool = True) -> Evidence:
+        """Polish (x, y) at full resolution and gather both tests' per-tile evidence there (without
+        `polish_offset`, at (x, y) itself).
 
         A candidate where fewer than `give_up_share` (by default the config's) of the
         tiles fit within noise is given up before polishing, the costly part: the
@@ -887,6 +889,8 @@ class CropTests:
         # true crops of 500 training-photo pairs 3 px off, where they failed verification.
         maps = neighbour_residuals(original, self.crop, x, y, self.check, self.side)
         evidence = self.evidence(x, y, maps, residual, bias)
+        if not polish_offset:
+            return evidence
         max_x, max_y = original.shape[1] - self.crop.shape[1], original.shape[0] - self.crop.shape[0]
         if best_move(maps, x, y, max_x, max_y) == (0, 0) and evidence.passes(self.config)[0]:
             return evidence
@@ -1008,12 +1012,11 @@ def verify_at(original: np.ndarray, tests: CropTests, x: int, y: int, config: Ve
     check's search, `predict.answer_in_colour`) on a crop too flat in luma to pin it, where polishing
     walks off along whatever the luma's noise favours (a flat crop of a two-colour picture walked 7 px,
     over the colour edge). An answer found this way is ambiguous."""
-    residual, bias = tests.smoothed.residual(original, x, y)
-    maps = neighbour_residuals(original, tests.crop, x, y, tests.check, tests.side)
-    passed, score = verdict(original, tests.crop, tests.evidence(x, y, maps, residual, bias), config)
+    evidence = tests.measure(original, x, y, give_up_share=0.0, polish_offset=False)  # 0: never given up
+    passed, score = verdict(original, tests.crop, evidence, config)
     if not passed:
         return Match(False, None, score)
-    return Match(True, (x, y), score, ambiguous=True, candidates=1, margin=pin_margin(maps))
+    return Match(True, (x, y), score, ambiguous=True, candidates=1, margin=pin_margin(evidence.maps))
 
 
 def verdict(original: np.ndarray, crop: np.ndarray, evidence: Evidence, config: VerifyConfig) -> tuple[bool, float]:
