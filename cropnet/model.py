@@ -45,6 +45,33 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(x)) + shortcut)
 
 
+STEM = 4  # a ResNet trunk's first modules that make its stem: convolution, batch norm, ReLU, max-pool
+STEM_BAND = 256  # input rows `stem_in_bands` takes at a time
+
+
+def stem_in_bands(stem: nn.Sequential, images: torch.Tensor, band: int = STEM_BAND) -> torch.Tensor:
+    """`stem(images)` (`resnet_trunk`'s first STEM modules: a stride-2 7 x 7 convolution, a stride-2 3 x 3
+    max-pool) computed `band` input rows at a time, for the same values within float rounding.
+
+    Its output is the trunk's largest activation: over the scan's 640 x 640 view of a 12-megapixel
+    original, 25 MB out of the convolution and 19 MB out of the max-pool (values and its int64
+    indices) at once, the peak of a `net` answer. In bands of 256 rows it is a few MB.
+    Output row r reads input rows 4r - 5 to 4r + 5, so each band reads 8 rows of its neighbours
+    (a multiple of 4: both strides keep their grid) and keeps only its own rows."""
+    height = images.shape[2]
+    if height <= band:
+        return stem(images)
+    rows = -(-height // 4)  # the stem's output rows: each stride-2 step rounds up
+    step = band // 4
+    parts = []
+    for first in range(0, rows, step):
+        last = min(rows, first + step)
+        top = max(0, 4 * first - 8)
+        out = stem(images[:, :, top:min(height, 4 * last + 8)])
+        parts.append(out[:, :, first - top // 4:last - top // 4])
+    return torch.cat(parts, 2)
+
+
 def resnet_trunk(arch: str, in_channels: int = 3, layers: int = 4) -> nn.Sequential:
     """ResNet's stem and its first `layers` stages, He-initialized as torchvision does:
     (B, in_channels, N, N) -> (B, LAYER_WIDTHS[layers - 1], N / 2**(layers + 1), ...)."""
@@ -653,7 +680,8 @@ class Refiner(nn.Module):
         """
         cells = (F.avg_pool2d(views[:, 3:4], STRIDE) >= 0.5).float()
         cells[:, :, 0, 0] = torch.maximum(cells[:, :, 0, 0], (views[:, 3, 0, 0] > 0).float()[:, None])
-        return F.normalize(self.project(self.trunk(views[:, :3])), dim=1) * cells, cells
+        trunk = self.trunk[STEM:](stem_in_bands(self.trunk[:STEM], views[:, :3]))
+        return F.normalize(self.project(trunk), dim=1) * cells, cells
 
     def forward(self, windows: torch.Tensor, patches: torch.Tensor, regions: torch.Tensor | None = None,
                 crops: torch.Tensor | None = None) -> RefineOutput:

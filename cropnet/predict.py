@@ -674,6 +674,16 @@ class Predictor:
         """
         if not pairs:
             return
+        if self.method == "net":
+            # net reads small views (a JPEG DCT-scaled) and its forward passes keep both cores busy: read
+            # ahead, it answered no faster, and its work memory grew, each thread's buffers landing between
+            # the other's in the one heap (docs/speed.md, "net's memory"). So it reads each pair in turn.
+            for path_a, path_b in pairs:
+                try:
+                    yield self.answer(self.load(path_a, path_b, max_pixels))
+                except Exception as error:  # as below: the caller reports it as that pair's answer
+                    yield error
+            return
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
         # Two pairs ahead: while one slow pair is answered (a resized crop's candidates are all polished),
         # the reader goes on to the next instead of waiting. One pair ahead left it idle for such pairs and

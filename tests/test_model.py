@@ -27,6 +27,7 @@ from cropnet.model import (
     pixel_fit,
     resnet_trunk,
     shift_index,
+    stem_in_bands,
 )
 
 
@@ -543,3 +544,23 @@ def test_the_model_folded_for_answering_answers_as_the_trained_one(arch):
     assert any(output.abs().max() > 1e-3 for output in before)  # something to compare
     for old, new in zip(before, after, strict=True):
         assert torch.allclose(old, new, rtol=1e-3, atol=1e-5), (old, new)
+
+
+@pytest.mark.parametrize("height", [1, 7, 16, 17, 40, 61, 64, 65, 99])
+@pytest.mark.parametrize("band", [16, 32])
+def test_the_stem_in_bands_gives_the_stems_values(height, band):
+    """Row bands that read 8 rows of their neighbours leave every output row as the whole image gives it:
+    heights that fill the last band, leave it a row, or need one band only; folded, channels-last (as
+    answering runs it) and as trained."""
+    torch.manual_seed(0)
+    stem = resnet_trunk("resnet18", layers=2)[:4].eval()
+    for module in stem.modules():  # drawn statistics, so that the batch norm is not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.rand(2, 3, height, 23)
+    with torch.no_grad():
+        for net in (stem, for_inference(torch.nn.Sequential(*stem))):
+            whole, banded = net(images), stem_in_bands(net, images, band)
+            assert banded.shape == whole.shape == (2, 64, -(-height // 4), 6)
+            assert torch.allclose(banded, whole, atol=1e-6)

@@ -54,6 +54,21 @@ def test_batch_answers_in_order_with_errors_in_place(pair_files):
             assert predictor.predict_files(a, b).to_json() == answer.to_json()
 
 
+def test_nets_batch_answers_in_order_with_errors_in_place(pair_files):
+    """net reads each pair on the answering thread (no read-ahead): the stream is still one answer per pair,
+    a bad file's error in its place, each what one pair at a time gives."""
+    predictor = Predictor("net")
+    original, crop = str(pair_files / "original.jpg"), str(pair_files / "crop.jpg")
+    pairs = [(original, crop), (str(pair_files / "missing.jpg"), crop), (crop, original)]
+    answers = list(predictor.predict_many(pairs))
+    assert len(answers) == 3
+    assert isinstance(answers[1], ImageError) and "missing.jpg" in str(answers[1])
+    for index in (0, 2):
+        assert answers[index].to_json() == predictor.predict_files(*pairs[index]).to_json()
+    assert (answers[0].paired, answers[0].swapped) == (True, False)
+    assert (answers[2].paired, answers[2].swapped) == (True, True)
+
+
 def test_batch_of_nothing():
     assert list(Predictor("classic").predict_many([])) == []
 
