@@ -670,7 +670,8 @@ class Predictor:
         """Answers for many pairs of files, in order: a Prediction, or the exception that pair raised.
 
         Pairs' files are read (decoded, and the crop prepared) on a thread of their own, up to
-        `READ_AHEAD` pairs ahead of the one being answered, so a batch keeps both cores busy.
+        `READ_AHEAD` pairs ahead of the one being answered, so a batch keeps both cores busy; `net`'s
+        are read in turn on this thread (see below).
         """
         if not pairs:
             return
