@@ -147,8 +147,8 @@ def make_sift() -> Callable[[str, str], dict]:
 
 def make_cropnet(method: str):
     """A cropnet Predictor, model loaded once. `answer(a, b)` answers one pair; `answer.many(pairs)` answers a
-    batch as `detect.py predict --pairs` does (Predictor.predict_many: the next pair is read while one is
-    answered)."""
+    batch as `detect.py predict --pairs` does (Predictor.predict_many: classic and hybrid read the next pairs
+    while one is answered, net each in turn)."""
     from cropnet.predict import Predictor
 
     predictor = Predictor(method)

@@ -158,7 +158,8 @@ def markdown(summary: dict) -> str:
               "libraries and the model; work = peak minus the resident memory after imports and model load.", ""]
     if summary.get("batch_mode"):
         lines += [f"Batch mode for {', '.join(summary['batch_mode'])}: one `Predictor.predict_many` call per set, "
-                  "as `detect.py predict --pairs` answers (the next pair is read while one is answered); a pair's "
+                  "as `detect.py predict --pairs` answers (classic and hybrid read the next pairs while one is "
+                  "answered; net reads each in turn, on the answering thread); a pair's "
                   "time is the interval between consecutive answers. The decoders and references answer one pair "
                   "after the other on one thread of their own (OpenCV may use more inside a call).", ""]
     for spec in specs:

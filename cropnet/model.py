@@ -57,10 +57,16 @@ def stem_in_bands(stem: nn.Sequential, images: torch.Tensor, band: int = STEM_BA
     original, 25 MB out of the convolution and 19 MB out of the max-pool (values and its int64
     indices) at once, the peak of a `net` answer. In bands of 256 rows it is a few MB.
     Output row r reads input rows 4r - 5 to 4r + 5, so each band reads 8 rows of its neighbours
-    (a multiple of 4: both strides keep their grid) and keeps only its own rows."""
+    (a multiple of 4: both strides keep their grid) and keeps only its own rows: a band's input is
+    4 * (band // 4) rows and 8 more on each side that has a neighbour.
+
+    Only for answering: in training, batch norm would take its statistics band by band, so a stem in
+    training mode runs whole (as it does on any input of at most `band` rows: training's windows)."""
     height = images.shape[2]
-    if height <= band:
+    if height <= band or stem.training:
         return stem(images)
+    if band < 4:
+        raise ValueError(f"a band needs at least one output row (4 input rows), not {band}")
     rows = -(-height // 4)  # the stem's output rows: each stride-2 step rounds up
     step = band // 4
     parts = []

@@ -178,7 +178,7 @@ WHOLE_PLACE_THRESHOLD = 0.6
 # The crop's longer side (px) at which the whole crop, or its mirror image, is first sought over the whole
 # original (`whole_crop_place`).
 WHOLE_PLACE_SIDE = 64
-READ_AHEAD = 2  # pairs a batch (`predict_many`) reads ahead of the one it answers
+READ_AHEAD = 2  # pairs a batch (`predict_many`) of classic or hybrid reads ahead of the one it answers
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
@@ -411,11 +411,12 @@ class Predictor:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.method, self.threshold, self.model = method, threshold, None
         self.seen: list[SeenLook] | None = None  # a list: every closer look is kept there (train --stage crop-mined)
-        # Threads, so that decoding, the network and verification's preparation use both cores of a small
-        # machine: the original's full-size decode, and the network's view of the pair (see `load`).
         # Full-size grey images only where verification runs: net's own buffers gained nothing from it.
         configure_malloc(keep_freed=method != "net")
-        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        # Threads, so that decoding, the network and verification's preparation use both cores of a small
+        # machine: the original's full-size decode, and the network's view of the pair (see `load`). net
+        # decodes only small views, on the thread that answers (see `predict_many`).
+        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") if method != "net" else None
         self.viewer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="network") if method == "hybrid" else None
         if method != "classic":  # classic never imports torch: it starts and answers fast
             import torch

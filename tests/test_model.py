@@ -547,11 +547,11 @@ def test_the_model_folded_for_answering_answers_as_the_trained_one(arch):
 
 
 @pytest.mark.parametrize("height", [1, 7, 16, 17, 40, 61, 64, 65, 99])
-@pytest.mark.parametrize("band", [16, 32])
+@pytest.mark.parametrize("band", [16, 30])
 def test_the_stem_in_bands_gives_the_stems_values(height, band):
     """Row bands that read 8 rows of their neighbours leave every output row as the whole image gives it:
-    heights that fill the last band, leave it a row, or need one band only; folded, channels-last (as
-    answering runs it) and as trained."""
+    heights that fill the last band, leave it a row, or need one band only, and a band that is not a
+    whole number of output rows; folded, channels-last (as answering runs it) and unfolded, in eval mode."""
     torch.manual_seed(0)
     stem = resnet_trunk("resnet18", layers=2)[:4].eval()
     for module in stem.modules():  # drawn statistics, so that the batch norm is not the identity
@@ -564,3 +564,33 @@ def test_the_stem_in_bands_gives_the_stems_values(height, band):
             whole, banded = net(images), stem_in_bands(net, images, band)
             assert banded.shape == whole.shape == (2, 64, -(-height // 4), 6)
             assert torch.allclose(banded, whole, atol=1e-6)
+
+
+def test_the_refiners_features_of_a_tall_view_are_its_trunks_and_training_runs_the_stem_whole():
+    """The refining stage's features of a view taller than a band (the scan's) are the trunk's over the whole
+    view, on the model folded for answering; a stem in training mode is never banded (batch norm's
+    statistics are the whole batch's)."""
+    torch.manual_seed(0)
+    model = build_model(refine_config(arch="siamese-resnet18"))
+    model.start_refiner()
+    folded = for_inference(model)
+    refiner = folded.refiner
+    views = torch.rand(1, 4, 304, 72)  # whole cells, as `data.scan_views` pads them
+    views[:, 3] = 1.0
+    with torch.no_grad():
+        features, _ = refiner.features(views)
+        whole = F.normalize(refiner.project(refiner.trunk(views[:, :3])), dim=1)
+    assert features.shape == whole.shape == (1, refiner.project[0].out_channels, 304 // STRIDE, 72 // STRIDE)
+    assert torch.allclose(features, whole, atol=1e-5)
+
+    stem = resnet_trunk("resnet18", layers=1)[:4].train()
+    images = torch.rand(2, 3, 40, 16)
+    calls = []
+    stem.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[2]))
+    stem_in_bands(stem, images, band=16)
+    assert calls == [40]
+    stem.eval()
+    stem_in_bands(stem, images, band=16)
+    assert calls[1:] == [24, 32, 16]  # three bands of 4 output rows, each with its neighbours' 8 rows
+    with pytest.raises(ValueError, match="at least one output row"):
+        stem_in_bands(stem, images, band=3)

@@ -54,12 +54,17 @@ def test_batch_answers_in_order_with_errors_in_place(pair_files):
             assert predictor.predict_files(a, b).to_json() == answer.to_json()
 
 
-def test_nets_batch_answers_in_order_with_errors_in_place(pair_files):
+def test_nets_batch_answers_in_order_with_errors_in_place(pair_files, monkeypatch):
     """net reads each pair on the answering thread (no read-ahead): the stream is still one answer per pair,
     a bad file's error in its place, each what one pair at a time gives."""
     predictor = Predictor("net")
     original, crop = str(pair_files / "original.jpg"), str(pair_files / "crop.jpg")
     pairs = [(original, crop), (str(pair_files / "missing.jpg"), crop), (crop, original)]
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("net's batch started a thread of its own")
+
+    monkeypatch.setattr("cropnet.predict.ThreadPoolExecutor", no_thread)
     answers = list(predictor.predict_many(pairs))
     assert len(answers) == 3
     assert isinstance(answers[1], ImageError) and "missing.jpg" in str(answers[1])
