@@ -60,10 +60,12 @@ def stem_in_bands(stem: nn.Sequential, images: torch.Tensor, band: int = STEM_BA
     (a multiple of 4: both strides keep their grid) and keeps only its own rows: a band's input is
     4 * (band // 4) rows and 8 more on each side that has a neighbour.
 
-    Only for answering: in training, batch norm would take its statistics band by band, so a stem in
-    training mode runs whole (as it does on any input of at most `band` rows: training's windows)."""
+    Only for answering: a batch norm in training mode would take its statistics band by band, so such a
+    stem runs whole (as does any input of at most `band` rows: training's windows). Asked of the batch
+    norms themselves: a slice of a trunk (`trunk[:STEM]`) is a new Sequential, in training mode whatever
+    its modules are in."""
     height = images.shape[2]
-    if height <= band or stem.training:
+    if height <= band or any(isinstance(m, nn.BatchNorm2d) and m.training for m in stem.modules()):
         return stem(images)
     if band < 4:
         raise ValueError(f"a band needs at least one output row (4 input rows), not {band}")

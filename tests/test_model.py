@@ -577,11 +577,20 @@ def test_the_refiners_features_of_a_tall_view_are_its_trunks_and_training_runs_t
     refiner = folded.refiner
     views = torch.rand(1, 4, 304, 72)  # whole cells, as `data.scan_views` pads them
     views[:, 3] = 1.0
+    heights = []  # what the trunk's first convolution is given: banded, or the whole view
+    refiner.trunk[0].register_forward_hook(lambda module, inputs, output: heights.append(inputs[0].shape[2]))
     with torch.no_grad():
         features, _ = refiner.features(views)
+        assert heights == [264, 56]  # two bands of 256 rows (64 output rows), each with its neighbour's 8
         whole = F.normalize(refiner.project(refiner.trunk(views[:, :3])), dim=1)
     assert features.shape == whole.shape == (1, refiner.project[0].out_channels, 304 // STRIDE, 72 // STRIDE)
     assert torch.allclose(features, whole, atol=1e-5)
+    training = build_model(refine_config(arch="siamese-resnet18")).train()  # not folded: its batch norms learn
+    training.start_refiner()
+    trained = training.refiner
+    trained.trunk[0].register_forward_hook(lambda module, inputs, output: heights.append(inputs[0].shape[2]))
+    trained.features(views)
+    assert heights[-1] == 304  # the stem runs whole
 
     stem = resnet_trunk("resnet18", layers=1)[:4].train()
     images = torch.rand(2, 3, 40, 16)
