@@ -144,8 +144,13 @@ REFINE_PEAKS = 7
 # in eval mode). The activations held at the peak grow with it: `--method net`'s work memory on the benchmark's
 # 12-megapixel pairs was 280 MB with all 8 at once, 193 MB with 4 and 138 MB with 2, against the issue's bar
 # of 169 MB (3 times the decoded images); median 549, 624 and 572 ms a pair in those runs, within the noise.
-# The whole crop's fit takes every corner at once: its one crop is then prepared once (it adds little memory).
 REFINE_BATCH = 2
+# Corners the whole crop's fit compares at once. All 8 at once, its blurred, copied and transformed regions
+# (8 x 3 x 208 x 208 floats, 4 MB each, several live) were the buffers that most often grew the heap during
+# `net`'s answers; two at a time, its work memory on training-photo 12-megapixel sets was 109-119 MB against
+# 134-138 (three runs) and 117-145 against 127-151 (six runs; 9 of its 24 pairs with a PNG), the time
+# within the noise (the one crop is blurred and transformed again for each two).
+FIT_BATCH = 2
 # When every corner the first stage proposed fails the closer look, the refining stage's own features are
 # correlated over the whole original (`Refiner.scan`) and this many of its best places are looked at.
 SCAN_PEAKS = 4
@@ -647,8 +652,9 @@ class Predictor:
             fit_scale = self.crop_fit_scale(original_size, crop_size, resolution)
             crop_view, regions = (torch.from_numpy(views).to(self.device) for views in
                                   crop_fit_views(original, crop, found, fit_scale, config.refine_crop_side))
-            with torch.no_grad():  # every corner at once: the crop is blurred and transformed once for all
-                fit = crop_fit(regions, crop_view[None])
+            with torch.no_grad():
+                fit = torch.cat([crop_fit(regions[start:start + FIT_BATCH], crop_view[None])
+                                 for start in range(0, len(regions), FIT_BATCH)])
                 if self.seen is not None:
                     self.seen.append(SeenLook(logits.cpu(), fit.cpu(), np.array(found) / resolution,
                                               proposal.swapped, min(fit_scale, 1.0) * resolution))

@@ -394,6 +394,19 @@ def test_crop_fit_tells_a_true_crop_from_a_resized_a_flipped_and_an_overhanging_
     assert crop_fit_stats(original, past, (300, y), scale)[1] > np.log(0.2)  # a third hangs past the original
 
 
+def test_the_whole_crops_fit_is_the_same_taken_a_few_corners_at_a_time():
+    """The closer look takes the fit FIT_BATCH corners at a time (less memory): each corner's figures are
+    what all of them at once give."""
+    original = smoothed_noise(300, 400, seed=4)
+    crop = original[60:170, 100:250]
+    corners = [(100, 60), (97, 63), (0, 0), (250, 190), (140, 20), (101, 59), (30, 200)]
+    crop_view, regions = (torch.from_numpy(views) for views in crop_fit_views(original, crop, corners, 0.5, 96))
+    together = crop_fit(regions, crop_view[None])
+    apart = torch.cat([crop_fit(regions[start:start + 2], crop_view[None]) for start in range(0, len(corners), 2)])
+    assert torch.allclose(together, apart, atol=1e-5)
+    assert together[0, 0] < together[2, 0] - 1  # the true corner fits far better than a wrong one
+
+
 def test_the_whole_crop_search_finds_the_corner_a_look_missed_by_tens_of_px():
     original = smoothed_noise(300, 400, seed=5)
     x, y, w, h = 140, 90, 150, 110
