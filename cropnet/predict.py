@@ -143,11 +143,12 @@ REFINE_PEAKS = 7
 # Candidates in one forward pass of the refining stage's trunk (each is independent of the others: batch norm
 # in eval mode). The activations held at the peak grow with it: `--method net`'s work memory on the benchmark's
 # 12-megapixel pairs was 280 MB with all 8 at once, 193 MB with 4 and 138 MB with 2, against the issue's bar
-# of 169 MB (3 times the decoded images); median 549, 624 and 572 ms a pair in those runs, within the noise.
+# of 169 MB (3 times the decoded images); median 549, 624 and 572 ms a pair in those runs, within the noise
+# (at 61368cf, before the scan of the whole original).
 REFINE_BATCH = 2
 # Corners the whole crop's fit compares at once. All 8 at once, its blurred, copied and transformed regions
-# (8 x 3 x 208 x 208 floats, 4 MB each, several live) were the buffers that most often grew the heap during
-# `net`'s answers; two at a time, its work memory on training-photo 12-megapixel sets was 109-119 MB against
+# (8 x 3 x 208 x 208 floats, 4 MB a buffer, several live) were the buffers that most often grew the heap during
+# `net`'s answers; two at a time, `net`'s work memory on training-photo 12-megapixel sets was 109-119 MB against
 # 134-138 (three runs) and 117-145 against 127-151 (six runs; 9 of its 24 pairs with a PNG), the time
 # within the noise (the one crop is blurred and transformed again for each two).
 FIT_BATCH = 2
