@@ -55,7 +55,9 @@ def stem_in_bands(stem: nn.Sequential, images: torch.Tensor, band: int = STEM_BA
 
     Its output is the trunk's largest activation: over the scan's 640 x 640 view of a 12-megapixel
     original, 25 MB out of the convolution and 19 MB out of the max-pool (values and its int64
-    indices) at once, the peak of a `net` answer. In bands of 256 rows it is a few MB.
+    indices) at once, the largest live tensors of a `net` answer that scans the whole original. A band
+    of 256 rows (272 with its neighbours') makes 11 and 8 MB; over a 24-pair 12-megapixel set the
+    scan's live tensors' peak went from 65 to 52 MB (docs/speed.md).
     Output row r reads input rows 4r - 5 to 4r + 5, so each band reads 8 rows of its neighbours
     (a multiple of 4: both strides keep their grid) and keeps only its own rows: a band's input is
     4 * (band // 4) rows and 8 more on each side that has a neighbour.

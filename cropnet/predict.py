@@ -184,7 +184,13 @@ WHOLE_PLACE_THRESHOLD = 0.6
 # The crop's longer side (px) at which the whole crop, or its mirror image, is first sought over the whole
 # original (`whole_crop_place`).
 WHOLE_PLACE_SIDE = 64
-READ_AHEAD = 2  # pairs a batch (`predict_many`) of classic or hybrid reads ahead of the one it answers
+# Pairs a batch (`predict_many`) reads ahead of the one it answers, on a thread of its own. classic and hybrid:
+# two, so that while one slow pair is answered (a resized crop's candidates are all polished) the reader goes on
+# to the next; with one it was left idle for such pairs, and the answering thread waited after them. net: none.
+# Its views of a 12-megapixel JPEG pair take about 23 ms to read against over 300 ms to answer, and its forward
+# passes run on both cores: read ahead, it answered no faster, and its work memory grew, each thread's buffers
+# landing between the other's in the one heap (docs/speed.md, "net read one pair at a time").
+READ_AHEAD = {"classic": 2, "hybrid": 2, "net": 0}
 PROPOSAL_RADIUS = 0.25  # share of the original's longer side searched around the network's corner first
 
 
@@ -677,38 +683,25 @@ class Predictor:
     def predict_many(self, pairs: list[tuple[str, str]], max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator:
         """Answers for many pairs of files, in order: a Prediction, or the exception that pair raised.
 
-        Pairs' files are read (decoded, and the crop prepared) on a thread of their own, up to
-        `READ_AHEAD` pairs ahead of the one being answered, so a batch keeps both cores busy; `net`'s
-        are read in turn on this thread (see below).
+        Pairs' files are read (decoded, and the crop prepared) on a thread of their own, up to the
+        method's `READ_AHEAD` pairs ahead of the one being answered, so a batch keeps both cores busy;
+        with none (net), each pair is read in turn on this thread.
         """
-        if not pairs:
-            return
-        if self.method == "net":
-            # net reads small views (a JPEG DCT-scaled) and its forward passes keep both cores busy: read
-            # ahead, it answered no faster, and its work memory grew, each thread's buffers landing between
-            # the other's in the one heap (docs/speed.md, "net's memory"). So it reads each pair in turn.
-            for path_a, path_b in pairs:
-                try:
-                    yield self.answer(self.load(path_a, path_b, max_pixels))
-                except Exception as error:  # as below: the caller reports it as that pair's answer
-                    yield error
-            return
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
-        # Two pairs ahead: while one slow pair is answered (a resized crop's candidates are all polished),
-        # the reader goes on to the next instead of waiting. One pair ahead left it idle for such pairs and
-        # the answering thread waiting after them.
-        pending = deque(reader.submit(self.load, *pair, max_pixels) for pair in pairs[:READ_AHEAD])
+        ahead = READ_AHEAD[self.method]
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") if ahead and pairs else None
+        pending = deque(reader.submit(self.load, *pair, max_pixels) for pair in pairs[:ahead])
         try:
-            for index in range(len(pairs)):
-                current = pending.popleft()
-                if index + READ_AHEAD < len(pairs):
-                    pending.append(reader.submit(self.load, *pairs[index + READ_AHEAD], max_pixels))
+            for index, pair in enumerate(pairs):
+                current = pending.popleft() if ahead else None
+                if ahead and index + ahead < len(pairs):
+                    pending.append(reader.submit(self.load, *pairs[index + ahead], max_pixels))
                 try:
-                    yield self.answer(current.result())
+                    yield self.answer(self.load(*pair, max_pixels) if current is None else current.result())
                 except Exception as error:  # the caller reports it as that pair's answer, and goes on
                     yield error
         finally:
-            reader.shutdown(wait=True, cancel_futures=True)
+            if reader is not None:
+                reader.shutdown(wait=True, cancel_futures=True)
 
     def load(self, path_a, path_b, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedPair:
         """Read two files as this method needs them: grey at full size for verification (classic, hybrid),
